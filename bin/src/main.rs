@@ -1,0 +1,4 @@
+//! The colo-compare daemon.
+use colo_protocols as _;
+
+fn main() {}

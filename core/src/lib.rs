@@ -1,0 +1,39 @@
+//! The sans-IO engine of colo-compare.
+//!
+//! Everything colo-compare decides is decided here, as plain deterministic Rust: bytes and
+//! time go in as values, decisions come out as [`Event`]s. There are no sockets, no clocks and
+//! no async in this crate, so the daemon, the offline replay and the tests all run the very same
+//! code.
+//!
+//! The layers, bottom up:
+//! - [`frame`]: QEMU's filter socket framing (length, optional vnet length, data).
+//! - [`packet`]: classifying one frame as comparable (with its [`FlowKey`]) or uncompared.
+//! - [`comparator`] and [`registry`]: the protocol comparators and how one is chosen per flow.
+//! - [`tracker`]: the state machine that owns flows and queues and emits [`Event`]s.
+//!
+//! The tracker is driven like `quinn-proto`'s connection: call `handle_*` for inputs, then
+//! drain [`Tracker::poll_event`] and ask [`Tracker::poll_timeout`] when to call
+//! [`Tracker::handle_timeout`] next.
+
+pub mod comparator;
+pub mod config;
+pub mod counters;
+pub mod event;
+pub mod fifo;
+pub mod flow;
+pub mod frame;
+pub mod packet;
+pub mod registry;
+pub mod time;
+pub mod tracker;
+
+pub use comparator::{Claim, Comparator, Difference, FlowState, Outcome, Verdict};
+pub use config::TrackerConfig;
+pub use counters::Counters;
+pub use event::{CheckpointReason, DropReason, Event, Mismatch, ReleaseReason};
+pub use flow::{FlowKey, L4Id, Side};
+pub use frame::{Decoded, Decoder, Frame, FrameError, NET_BUFSIZE};
+pub use packet::{Classified, Packet, PacketMeta, Uncompared};
+pub use registry::{Registration, Registry, RegistryError};
+pub use time::Timestamp;
+pub use tracker::{FlowInfo, Tracker};

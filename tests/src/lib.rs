@@ -1,0 +1,1 @@
+//! Helpers for colo-compare whole-program tests.
