@@ -401,9 +401,8 @@ impl Tracker {
             return;
         };
         let len = packet.len() as u64;
-        let counters = &mut self.sink.counters;
-        if counters.held_bytes.saturating_add(len) > self.config.max_held_bytes {
-            let held_bytes = counters.held_bytes;
+        let held_bytes = self.sink.counters.held_bytes;
+        if held_bytes.saturating_add(len) > self.config.max_held_bytes {
             let key = flow.key;
             self.sink
                 .drop_packet(side, packet.frame, Some(key), DropReason::OverBudget);
@@ -421,6 +420,9 @@ impl Tracker {
             }
             flow.held[side.index()] = held;
             flow.held_bytes += len;
+            let counters = &mut self.sink.counters;
+            counters.held[side.index()] += 1;
+            counters.held_bytes += len;
             flow.state.push(side, packet);
         }
         self.compare(slot);
@@ -442,9 +444,10 @@ impl Tracker {
         flow.state.compare(&mut out);
         let c = &mut self.sink.counters;
         for s in 0..2 {
-            c.held[s] = c.held[s] + u64::from(flow.held[s]) - u64::from(before.0[s]);
+            c.held[s] =
+                (c.held[s] + u64::from(flow.held[s])).saturating_sub(u64::from(before.0[s]));
         }
-        c.held_bytes = c.held_bytes + flow.held_bytes - before.1;
+        c.held_bytes = (c.held_bytes + flow.held_bytes).saturating_sub(before.1);
         if flow.is_empty() {
             self.next_stamp += 1;
             flow.idle_stamp = self.next_stamp;
@@ -580,4 +583,343 @@ pub struct FlowInfo {
     pub held_bytes: u64,
     /// Arrival time of its oldest held packet.
     pub oldest: Option<Timestamp>,
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::comparator::{Claim, Comparator, Verdict};
+    use crate::fifo::{FifoComparator, Matcher};
+    use crate::registry::{ComparatorsConfig, Registration};
+    use etherparse::PacketBuilder;
+    use std::time::Duration;
+
+    /// Byte-equal IP payloads: the smallest comparator that exercises the tracker.
+    struct Equal;
+    impl Matcher for Equal {
+        fn compare(&self, p: &Packet, s: &Packet) -> Verdict {
+            match Difference::between(p, p.meta.l4 as usize, p.from_l4(), s.from_l4()) {
+                None => Verdict::Same,
+                Some(d) => Verdict::Differ(d),
+            }
+        }
+    }
+
+    fn build(_: Option<&ron::Value>) -> Result<Arc<dyn Comparator>, String> {
+        Ok(Arc::new(FifoComparator::new(vec![Claim::Fallback], Equal)))
+    }
+
+    const EQUAL: Registration = Registration {
+        name: "equal",
+        summary: "test",
+        build,
+    };
+
+    fn tracker(config: TrackerConfig) -> Tracker {
+        let registry =
+            Registry::build_from(&[&EQUAL], &ComparatorsConfig::default()).expect("registry");
+        Tracker::new(config, Arc::new(registry), Timestamp::ZERO)
+    }
+
+    fn udp(port: u16, payload: &[u8]) -> Frame {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .udp(port, 53)
+            .write(&mut v, payload)
+            .expect("build");
+        Frame::new(v)
+    }
+
+    fn arp() -> Frame {
+        let mut v = vec![0u8; 42];
+        v[12] = 0x08;
+        v[13] = 0x06;
+        Frame::new(v)
+    }
+
+    fn ms(t: u64) -> Timestamp {
+        Timestamp::from_millis(t)
+    }
+
+    fn events(t: &mut Tracker) -> Vec<Event> {
+        std::iter::from_fn(|| t.poll_event()).collect()
+    }
+
+    fn released(ev: &[Event]) -> Vec<(Frame, ReleaseReason)> {
+        ev.iter()
+            .filter_map(|e| match e {
+                Event::Release { frame, reason, .. } => Some((frame.clone(), *reason)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn checkpoints(ev: &[Event]) -> Vec<&'static str> {
+        ev.iter()
+            .filter_map(|e| match e {
+                Event::Checkpoint(r) => Some(r.name()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn matching_pair_is_released_with_its_held_time() {
+        let mut t = tracker(TrackerConfig::default());
+        t.handle_frame(Side::Primary, udp(1, b"abc"), ms(10));
+        assert!(events(&mut t).is_empty());
+        assert_eq!(t.poll_timeout(), Some(ms(1000)));
+        t.handle_frame(Side::Secondary, udp(1, b"abc"), ms(13));
+        let ev = events(&mut t);
+        match &ev[0] {
+            Event::Release {
+                reason, held, flow, ..
+            } => {
+                assert_eq!(*reason, ReleaseReason::Matched);
+                assert_eq!(*held, Duration::from_millis(3));
+                assert!(flow.is_some());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            ev[1],
+            Event::Drop {
+                side: Side::Secondary,
+                reason: DropReason::Matched,
+                ..
+            }
+        ));
+        assert_eq!(t.poll_timeout(), None);
+        assert_eq!(t.counters().comparators[0].matched, 1);
+        t.counters().check().expect("identity");
+    }
+
+    #[test]
+    fn non_ip_primary_goes_out_at_once_and_secondary_is_dropped() {
+        let mut t = tracker(TrackerConfig::default());
+        t.handle_frame(Side::Primary, udp(1, b"held"), ms(0));
+        t.handle_frame(Side::Primary, arp(), ms(1));
+        t.handle_frame(Side::Secondary, arp(), ms(2));
+        let ev = events(&mut t);
+        let rel = released(&ev);
+        assert_eq!(rel.len(), 1);
+        assert_eq!(
+            rel[0].1,
+            ReleaseReason::Uncompared(Uncompared::NotIp { ethertype: 0x0806 })
+        );
+        assert_eq!(
+            t.counters().dropped[1][DropReason::Uncompared(Uncompared::MalformedIp).index()],
+            1
+        );
+        assert_eq!(t.counters().held, [1, 0]);
+        t.counters().check().expect("identity");
+    }
+
+    #[test]
+    fn passthrough_rule_releases_uncompared() {
+        let rule = crate::config::PassthroughRule {
+            protocol: Some(17),
+            port: Some(7),
+            ..Default::default()
+        };
+        let mut t = tracker(TrackerConfig {
+            passthrough: vec![rule],
+            ..Default::default()
+        });
+        t.handle_frame(Side::Primary, udp(7, b"x"), ms(0));
+        t.handle_frame(Side::Primary, udp(8, b"x"), ms(0));
+        let rel = released(&events(&mut t));
+        assert_eq!(rel.len(), 1);
+        assert_eq!(rel[0].1, ReleaseReason::Uncompared(Uncompared::Passthrough));
+    }
+
+    #[test]
+    fn mismatch_requests_a_checkpoint_and_flush_releases() {
+        let mut t = tracker(TrackerConfig::default());
+        t.handle_frame(Side::Primary, udp(1, b"abc"), ms(0));
+        t.handle_frame(Side::Secondary, udp(1, b"abd"), ms(1));
+        let ev = events(&mut t);
+        assert!(released(&ev).is_empty());
+        match &ev[..] {
+            [Event::Checkpoint(CheckpointReason::Mismatch(m))] => {
+                assert_eq!(m.comparator, "equal");
+                // The checksum is the first byte that differs when the payload does.
+                assert_eq!(m.difference.field, "udp checksum");
+                assert_eq!(m.difference.offset, 14 + 20 + 6);
+            }
+            other => panic!("{other:?}"),
+        }
+        t.handle_checkpoint(ms(2));
+        let ev = events(&mut t);
+        assert_eq!(released(&ev)[0].1, ReleaseReason::CheckpointFlush);
+        assert_eq!(t.counters().flushes, 1);
+        assert_eq!(t.counters().held, [0, 0]);
+        t.counters().check().expect("identity");
+    }
+
+    #[test]
+    fn timeout_scan_runs_on_its_grid_and_requests_once_per_cycle() {
+        let mut t = tracker(TrackerConfig {
+            compare_timeout: 400,
+            expired_scan_cycle: 100,
+            ..Default::default()
+        });
+        t.handle_frame(Side::Primary, udp(1, b"lonely"), ms(0));
+        t.handle_frame(Side::Primary, udp(2, b"lonely too"), ms(0));
+        let mut requests = Vec::new();
+        let mut now = ms(0);
+        while now < ms(800) {
+            let due = t.poll_timeout().expect("something is held");
+            assert!(due > now);
+            now = due;
+            t.handle_timeout(now);
+            requests.extend(checkpoints(&events(&mut t)).into_iter().map(|r| (now, r)));
+        }
+        let times: Vec<u64> = requests.iter().map(|(t, _)| t.as_micros() / 1000).collect();
+        assert_eq!(times, vec![500, 600, 700, 800]);
+        assert!(requests.iter().all(|(_, r)| *r == "timeout"));
+    }
+
+    #[test]
+    fn full_queue_asks_for_a_checkpoint_but_keeps_the_packet() {
+        let mut t = tracker(TrackerConfig {
+            max_queue_size: 2,
+            ..Default::default()
+        });
+        for i in 0..5u8 {
+            t.handle_frame(Side::Primary, udp(1, &[i]), ms(0));
+        }
+        let ev = events(&mut t);
+        assert_eq!(checkpoints(&ev), vec!["queue-full", "queue-full"]);
+        assert_eq!(t.counters().held, [5, 0]);
+        t.handle_checkpoint(ms(1));
+        let rel = released(&events(&mut t));
+        let payloads: Vec<u8> = rel.iter().map(|(f, _)| f.data[f.data.len() - 1]).collect();
+        assert_eq!(payloads, vec![0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn over_budget_packets_are_dropped_and_counted() {
+        let frame_len = udp(1, &[0]).len() as u64;
+        let mut t = tracker(TrackerConfig {
+            max_held_bytes: 2 * frame_len,
+            ..Default::default()
+        });
+        for i in 0..4u8 {
+            t.handle_frame(Side::Primary, udp(1, &[i]), ms(0));
+        }
+        let ev = events(&mut t);
+        assert_eq!(checkpoints(&ev), vec!["over-budget", "over-budget"]);
+        assert_eq!(t.counters().dropped[0][DropReason::OverBudget.index()], 2);
+        assert_eq!(t.counters().held_bytes, 2 * frame_len);
+        t.counters().check().expect("identity");
+    }
+
+    #[test]
+    fn full_table_evicts_idle_flows_never_busy_ones() {
+        let mut t = tracker(TrackerConfig {
+            max_connections: 4,
+            ..Default::default()
+        });
+        t.handle_frame(Side::Primary, udp(1000, b"victim?"), ms(0));
+        for port in 1..=20u16 {
+            t.handle_frame(Side::Primary, udp(port, b"x"), ms(1));
+            t.handle_frame(Side::Secondary, udp(port, b"x"), ms(1));
+        }
+        let ev = events(&mut t);
+        assert!(checkpoints(&ev).is_empty());
+        assert!(t.counters().flows <= 4);
+        assert!(t.counters().flows_evicted >= 16);
+        t.handle_checkpoint(ms(2));
+        let rel = released(&events(&mut t));
+        assert_eq!(rel.len(), 1);
+        assert!(rel[0].0.data.ends_with(b"victim?"));
+        t.counters().check().expect("identity");
+    }
+
+    #[test]
+    fn full_table_of_busy_flows_asks_for_a_checkpoint_and_keeps_everything() {
+        let mut t = tracker(TrackerConfig {
+            max_connections: 2,
+            ..Default::default()
+        });
+        for port in 1..=4u16 {
+            t.handle_frame(Side::Primary, udp(port, b"held"), ms(0));
+        }
+        assert_eq!(
+            checkpoints(&events(&mut t)),
+            vec!["table-full", "table-full"]
+        );
+        assert_eq!(t.counters().held, [4, 0]);
+        t.handle_checkpoint(ms(1));
+        assert_eq!(released(&events(&mut t)).len(), 4);
+    }
+
+    #[test]
+    fn flush_follows_connection_creation_order() {
+        let mut t = tracker(TrackerConfig::default());
+        t.handle_frame(Side::Primary, udp(3, b"a1"), ms(0));
+        t.handle_frame(Side::Primary, udp(1, b"b1"), ms(0));
+        t.handle_frame(Side::Primary, udp(3, b"a2"), ms(0));
+        t.handle_frame(Side::Primary, udp(2, b"c1"), ms(0));
+        t.handle_checkpoint(ms(1));
+        let order: Vec<Vec<u8>> = released(&events(&mut t))
+            .iter()
+            .map(|(f, _)| f.data[f.data.len() - 2..].to_vec())
+            .collect();
+        assert_eq!(
+            order,
+            vec![
+                b"a1".to_vec(),
+                b"a2".to_vec(),
+                b"b1".to_vec(),
+                b"c1".to_vec()
+            ]
+        );
+    }
+
+    #[test]
+    fn failover_releases_everything_then_passes_through() {
+        let mut t = tracker(TrackerConfig::default());
+        t.handle_frame(Side::Primary, udp(1, b"held"), ms(0));
+        t.handle_frame(Side::Secondary, udp(2, b"held"), ms(0));
+        t.handle_failover(ms(1));
+        t.handle_frame(Side::Primary, udp(1, b"after"), ms(2));
+        t.handle_frame(Side::Secondary, udp(1, b"after"), ms(2));
+        let ev = events(&mut t);
+        let rel = released(&ev);
+        assert_eq!(rel.len(), 2);
+        assert!(rel.iter().all(|(_, r)| *r == ReleaseReason::Failover));
+        assert!(t.failed_over());
+        assert_eq!(t.counters().dropped[1][DropReason::Failover.index()], 2);
+        t.counters().check().expect("identity");
+    }
+
+    #[test]
+    fn drain_releases_every_held_primary_and_reports_the_count() {
+        let mut t = tracker(TrackerConfig::default());
+        for port in 1..=3u16 {
+            t.handle_frame(Side::Primary, udp(port, b"x"), ms(0));
+        }
+        t.handle_frame(Side::Secondary, udp(9, b"x"), ms(0));
+        assert_eq!(t.drain(ms(5)), 3);
+        let rel = released(&events(&mut t));
+        assert!(rel.iter().all(|(_, r)| *r == ReleaseReason::ShutdownFlush));
+        assert_eq!(t.counters().held, [0, 0]);
+        t.counters().check().expect("identity");
+    }
+
+    #[test]
+    fn flows_lists_held_queues_in_creation_order() {
+        let mut t = tracker(TrackerConfig::default());
+        t.handle_frame(Side::Primary, udp(5, b"x"), ms(1));
+        t.handle_frame(Side::Secondary, udp(6, b"y"), ms(2));
+        let flows = t.flows();
+        assert_eq!(flows.len(), 2);
+        assert_eq!(flows[0].held, [1, 0]);
+        assert_eq!(flows[1].held, [0, 1]);
+        assert_eq!(flows[1].oldest, Some(ms(2)));
+        assert_eq!(flows[0].comparator, "equal");
+    }
 }
