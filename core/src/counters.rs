@@ -6,6 +6,7 @@
 
 use crate::event::{CheckpointReason, DropReason, ReleaseReason};
 use crate::flow::Side;
+use crate::histogram::Histogram;
 
 /// Per-comparator decision counts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -49,6 +50,8 @@ pub struct Counters {
     pub flows_evicted: u64,
     /// Per-comparator decisions, in registry order.
     pub comparators: Vec<ComparatorCounters>,
+    /// How long released primary packets were held (uncompared ones count as zero).
+    pub held_time: Histogram,
 }
 
 impl Counters {

@@ -216,9 +216,6 @@ pub fn classify(frame: &Frame) -> Classified {
             });
         }
     };
-    if payload.incomplete {
-        return U(Uncompared::MalformedIp);
-    }
     let protocol = payload.ip_number.0;
     let l4 = offset_in(data, payload.payload);
     let end = l4.saturating_add(u32::try_from(payload.payload.len()).unwrap_or(u32::MAX));

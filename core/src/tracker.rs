@@ -43,6 +43,7 @@ impl Sink {
     ) {
         self.counters.released[reason.index()] += 1;
         let held = self.now.saturating_since(arrived);
+        self.counters.held_time.record(held);
         self.events.push_back(Event::Release {
             frame,
             reason,
