@@ -3,9 +3,10 @@
 //! QEMU compares UDP and ICMP byte for byte from the transport header to the end of the frame
 //! (§6.3): the IP header's ID, TTL, TOS and checksum differ between two replicas for reasons
 //! that never reach an application, and the addresses and protocol are in the flow key already.
-//! D-IP-1 extends that to every other IP protocol. Each packet is cut at its own transport
-//! offset, so IP options present on one side only do not count as a difference. The `strict`
-//! setting restores QEMU's whole-frame comparison for those who want the IP header checked too.
+//! D-IP-1 extends that to every other IP protocol. As in QEMU the two frames must first have
+//! the same length (decisions.md: "equal frame lengths, then everything from the L4 header
+//! on"), so IP options on one side only are a difference. The `strict` setting restores QEMU's
+//! whole-frame comparison for those who want the IP header checked too.
 
 use colo_core::fifo::Matcher;
 use colo_core::{Difference, Packet, Verdict};
@@ -58,7 +59,13 @@ impl Matcher for DatagramMatcher {
             ),
         };
         match Difference::between(primary, base, p, s) {
-            None => Verdict::Same,
+            None if primary.len() == secondary.len() => Verdict::Same,
+            // Equal from the transport header on, but IP options or a vnet header make the
+            // frames differ in length.
+            None => Verdict::Differ(Difference {
+                offset: primary.len().min(secondary.len()),
+                field: "frame length",
+            }),
             Some(diff) => Verdict::Differ(diff),
         }
     }

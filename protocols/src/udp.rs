@@ -116,18 +116,17 @@ mod test {
     }
 
     #[test]
-    fn ip_options_on_one_side_do_not_matter() {
+    fn ip_options_on_one_side_make_the_frames_differ_in_length() {
         let p = Ip {
             options: &[1, 1, 1, 0],
             ..IP
         }
         .udp(b"abc");
         let mut h = Harness::new();
-        h.primary(p.clone());
-        assert_eq!(
-            h.secondary(S_IP.udp(b"abc")).released(),
-            vec![(p, ReleaseReason::Matched)]
-        );
+        h.primary(p);
+        let m = h.secondary(S_IP.udp(b"abc")).mismatches();
+        assert_eq!(m[0].difference.field, "frame length");
+        assert_eq!(h.held(), [1, 1]);
     }
 
     #[test]
