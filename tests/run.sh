@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The project's test command (README): every unit, scenario and whole-daemon test, then the
-# doc tests, then the engine micro-benchmark in its short mode so that it is proven to run.
+# The project's test command (README): the doc tests, then every unit, scenario, plugin and
+# whole-daemon test under nextest (last, so its summary closes the output).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo nextest run --workspace --locked --no-fail-fast
 cargo test --workspace --locked --doc
+cargo nextest run --workspace --locked --no-fail-fast

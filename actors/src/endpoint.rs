@@ -42,6 +42,12 @@ impl Endpoint {
     pub fn is_listen(&self) -> bool {
         matches!(self, Endpoint::TcpListen(_) | Endpoint::UnixListen(_))
     }
+
+    /// Whether every bind of this endpoint gets a fresh address (TCP port 0), so that two
+    /// sockets written alike are still distinct.
+    pub fn is_ephemeral(&self) -> bool {
+        matches!(self, Endpoint::TcpListen(a) if a.ends_with(":0"))
+    }
 }
 
 fn host_port(s: &str, rest: &str) -> Result<String, EndpointError> {

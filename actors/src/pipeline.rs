@@ -140,7 +140,7 @@ impl PipelineConfig {
         ];
         for (i, (a, ea)) in ends.iter().enumerate() {
             for (b, eb) in &ends[i + 1..] {
-                if ea == eb {
+                if ea == eb && !ea.is_ephemeral() {
                     return Err(ConfigError {
                         field: b,
                         problem: format!("is the same endpoint as {a} ({ea})"),
@@ -149,5 +149,41 @@ impl PipelineConfig {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn pipeline(p: &str, s: &str, o: &str) -> PipelineConfig {
+        let ep = |s: &str| s.parse::<Endpoint>().expect("valid endpoint");
+        PipelineConfig::new("t", ep(p), ep(s), ep(o))
+    }
+
+    #[test]
+    fn defaults_are_qemus() {
+        let c = pipeline("unix-listen:/p", "unix-listen:/s", "unix-listen:/o");
+        assert_eq!(
+            (
+                c.compare_timeout,
+                c.expired_scan_cycle,
+                c.max_queue_size,
+                c.vnet_hdr_support
+            ),
+            (3000, 1000, 1024, false)
+        );
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn the_same_socket_twice_is_refused_but_port_zero_is_not_the_same() {
+        let c = pipeline("tcp-listen:h:1", "tcp-listen:h:2", "tcp-listen:h:1");
+        assert_eq!(
+            c.validate().map_err(|e| e.to_string()),
+            Err("outdev: is the same endpoint as primary_in (tcp-listen:h:1)".into())
+        );
+        let c = pipeline("tcp-listen:h:0", "tcp-listen:h:0", "tcp-listen:h:0");
+        assert_eq!(c.validate(), Ok(()));
     }
 }
