@@ -27,6 +27,8 @@ pub mod packet;
 pub mod pcap;
 pub mod registry;
 pub mod replay;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod time;
 pub mod tracker;
 

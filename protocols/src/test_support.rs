@@ -4,14 +4,6 @@
 //! [`crate::BUILT_IN`], fed frames built with etherparse, one millisecond apart. After every
 //! input the counters identity (D-LOSS-5) is checked.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
-use colo_core::registry::ComparatorsConfig;
-use colo_core::{
-    DropReason, Event, Frame, Mismatch, Registry, ReleaseReason, Side, Timestamp, Tracker,
-    TrackerConfig,
-};
 use etherparse::{
     IpDscp, IpHeaders, IpNumber, Ipv4Header, Ipv4Options, PacketBuilder, PacketBuilderStep,
     TcpOptionElement,
@@ -179,146 +171,15 @@ impl Tcp<'_> {
     }
 }
 
-/// What one input made the engine do.
-#[derive(Debug, Default)]
-pub struct Step {
-    /// The events, in order.
-    pub events: Vec<Event>,
-}
+/// This crate's comparators as the tests link them.
+pub struct Linked;
 
-impl Step {
-    /// Released frames with their reasons, in release order.
-    pub fn released(&self) -> Vec<(Vec<u8>, ReleaseReason)> {
-        self.events
-            .iter()
-            .filter_map(|e| match e {
-                Event::Release { frame, reason, .. } => Some((frame.data.to_vec(), *reason)),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// Dropped packets' sides and reasons, in order.
-    pub fn dropped(&self) -> Vec<(Side, DropReason)> {
-        self.events
-            .iter()
-            .filter_map(|e| match e {
-                Event::Drop { side, reason, .. } => Some((*side, *reason)),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// Number of checkpoint requests.
-    pub fn checkpoints(&self) -> usize {
-        self.events
-            .iter()
-            .filter(|e| matches!(e, Event::Checkpoint(_)))
-            .count()
-    }
-
-    /// The mismatches reported, in order.
-    pub fn mismatches(&self) -> Vec<Mismatch> {
-        self.events
-            .iter()
-            .filter_map(|e| match e {
-                Event::Checkpoint(colo_core::CheckpointReason::Mismatch(m)) => Some((**m).clone()),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// True when nothing was released, dropped or requested.
-    pub fn is_quiet(&self) -> bool {
-        self.events.is_empty()
+impl colo_core::testing::Comparators for Linked {
+    fn registrations() -> Vec<&'static colo_core::Registration> {
+        crate::BUILT_IN.to_vec()
     }
 }
 
-/// A tracker with this crate's comparators, fed one millisecond per input.
-pub struct Harness {
-    tracker: Tracker,
-    now: Timestamp,
-}
-
-impl Harness {
-    /// Default settings for every comparator.
-    pub fn new() -> Self {
-        Self::with(&ComparatorsConfig::default())
-    }
-
-    /// One comparator's section set to `section` (RON text).
-    pub fn with_section(name: &str, section: &str) -> Self {
-        let value: ron::Value = ron::from_str(section).expect("ron section");
-        Self::with(&ComparatorsConfig {
-            disabled: Vec::new(),
-            settings: BTreeMap::from([(name.to_string(), value)]),
-        })
-    }
-
-    /// The given comparator configuration.
-    pub fn with(config: &ComparatorsConfig) -> Self {
-        let registry = Registry::build_from(&crate::BUILT_IN, config).expect("registry");
-        Harness {
-            tracker: Tracker::new(
-                TrackerConfig::default(),
-                Arc::new(registry),
-                Timestamp::ZERO,
-            ),
-            now: Timestamp::ZERO,
-        }
-    }
-
-    /// The engine.
-    pub fn tracker(&self) -> &Tracker {
-        &self.tracker
-    }
-
-    fn collect(&mut self) -> Step {
-        let mut step = Step::default();
-        while let Some(e) = self.tracker.poll_event() {
-            step.events.push(e);
-        }
-        if let Err(e) = self.tracker.counters().check() {
-            panic!("counters identity broken: {e}");
-        }
-        step
-    }
-
-    fn feed(&mut self, side: Side, frame: Vec<u8>) -> Step {
-        self.now = Timestamp::from_micros(self.now.as_micros() + 1000);
-        self.tracker.handle_frame(side, Frame::new(frame), self.now);
-        self.collect()
-    }
-
-    /// A frame from the primary.
-    pub fn primary(&mut self, frame: Vec<u8>) -> Step {
-        self.feed(Side::Primary, frame)
-    }
-
-    /// A frame from the secondary.
-    pub fn secondary(&mut self, frame: Vec<u8>) -> Step {
-        self.feed(Side::Secondary, frame)
-    }
-
-    /// A checkpoint happened: everything held is flushed.
-    pub fn checkpoint(&mut self) -> Step {
-        self.now = Timestamp::from_micros(self.now.as_micros() + 1000);
-        self.tracker.handle_checkpoint(self.now);
-        self.collect()
-    }
-
-    /// Primary packets the comparator `name` released as matching.
-    pub fn matched(&self, name: &str) -> u64 {
-        self.tracker
-            .counters()
-            .comparators
-            .iter()
-            .find(|c| c.name == name)
-            .map_or(0, |c| c.matched)
-    }
-
-    /// Packets held per side.
-    pub fn held(&self) -> [u64; 2] {
-        self.tracker.counters().held
-    }
-}
+/// The engine harness over [`Linked`].
+pub type Harness = colo_core::testing::Harness<Linked>;
+pub use colo_core::testing::Step;

@@ -329,7 +329,7 @@ mod test {
             ("dns answer ttl", DNS + answer_at(1))
         );
 
-        let mut lenient = Harness::with_section("(ttl_tolerance: 1)");
+        let mut lenient = Harness::with_section("dns", "(ttl_tolerance: 1)");
         let pf = p.frame_on(P_NET);
         lenient.primary(pf.clone());
         assert_eq!(

@@ -5,13 +5,6 @@
 //! counters identity (D-LOSS-5) is checked after every input. Messages are assembled from
 //! hand-written records so that tests control compression exactly.
 
-use std::sync::Arc;
-
-use colo_core::registry::ComparatorsConfig;
-use colo_core::{
-    CheckpointReason, DropReason, Event, Frame, Mismatch, Registration, Registry, ReleaseReason,
-    Side, Timestamp, Tracker, TrackerConfig,
-};
 use etherparse::{IpHeaders, IpNumber, Ipv4Header, PacketBuilder};
 
 /// The sender's Ethernet source and IP identification.
@@ -135,151 +128,16 @@ impl Msg {
     }
 }
 
-/// What one input made the engine do.
-#[derive(Debug, Default)]
-pub struct Step {
-    /// The events, in order.
-    pub events: Vec<Event>,
-}
+/// This crate's comparators as the tests link them.
+pub struct Linked;
 
-impl Step {
-    /// Released frames with their reasons.
-    pub fn released(&self) -> Vec<(Vec<u8>, ReleaseReason)> {
-        self.events
-            .iter()
-            .filter_map(|e| match e {
-                Event::Release { frame, reason, .. } => Some((frame.data.to_vec(), *reason)),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// Dropped packets' sides and reasons.
-    pub fn dropped(&self) -> Vec<(Side, DropReason)> {
-        self.events
-            .iter()
-            .filter_map(|e| match e {
-                Event::Drop { side, reason, .. } => Some((*side, *reason)),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// Number of checkpoint requests.
-    pub fn checkpoints(&self) -> usize {
-        self.events
-            .iter()
-            .filter(|e| matches!(e, Event::Checkpoint(_)))
-            .count()
-    }
-
-    /// The mismatches reported.
-    pub fn mismatches(&self) -> Vec<Mismatch> {
-        self.events
-            .iter()
-            .filter_map(|e| match e {
-                Event::Checkpoint(CheckpointReason::Mismatch(m)) => Some((**m).clone()),
-                _ => None,
-            })
-            .collect()
-    }
-}
-
-/// A tracker with `dns` and the built-in comparators, one millisecond per input.
-pub struct Harness {
-    tracker: Tracker,
-    now: Timestamp,
-}
-
-impl Harness {
-    /// Default settings.
-    pub fn new() -> Self {
-        Self::with(&ComparatorsConfig::default())
-    }
-
-    /// The `dns` section set to `section` (RON text).
-    pub fn with_section(section: &str) -> Self {
-        let value: ron::Value = ron::from_str(section).expect("ron section");
-        Self::with(&ComparatorsConfig {
-            disabled: Vec::new(),
-            settings: [("dns".to_string(), value)].into(),
-        })
-    }
-
-    /// One comparator disabled.
-    pub fn with_disabled(name: &str) -> Self {
-        Self::with(&ComparatorsConfig {
-            disabled: vec![name.to_string()],
-            ..Default::default()
-        })
-    }
-
-    fn with(config: &ComparatorsConfig) -> Self {
-        let all: Vec<&Registration> = std::iter::once(&crate::DNS)
+impl colo_core::testing::Comparators for Linked {
+    fn registrations() -> Vec<&'static colo_core::Registration> {
+        std::iter::once(&crate::DNS)
             .chain(colo_protocols::BUILT_IN)
-            .collect();
-        let registry = Registry::build_from(&all, config).expect("registry");
-        Harness {
-            tracker: Tracker::new(
-                TrackerConfig::default(),
-                Arc::new(registry),
-                Timestamp::ZERO,
-            ),
-            now: Timestamp::ZERO,
-        }
-    }
-
-    fn collect(&mut self) -> Step {
-        let mut step = Step::default();
-        while let Some(e) = self.tracker.poll_event() {
-            step.events.push(e);
-        }
-        if let Err(e) = self.tracker.counters().check() {
-            panic!("counters identity broken: {e}");
-        }
-        step
-    }
-
-    fn tick(&mut self) -> Timestamp {
-        self.now = Timestamp::from_micros(self.now.as_micros() + 1000);
-        self.now
-    }
-
-    /// A frame from the primary.
-    pub fn primary(&mut self, frame: Vec<u8>) -> Step {
-        let now = self.tick();
-        self.tracker
-            .handle_frame(Side::Primary, Frame::new(frame), now);
-        self.collect()
-    }
-
-    /// A frame from the secondary.
-    pub fn secondary(&mut self, frame: Vec<u8>) -> Step {
-        let now = self.tick();
-        self.tracker
-            .handle_frame(Side::Secondary, Frame::new(frame), now);
-        self.collect()
-    }
-
-    /// A checkpoint: everything held is flushed.
-    pub fn checkpoint(&mut self) -> Step {
-        let now = self.tick();
-        self.tracker.handle_checkpoint(now);
-        self.collect()
-    }
-
-    /// Primary packets the comparator `name` released as matching.
-    pub fn matched(&self, name: &str) -> u64 {
-        self.tracker
-            .counters()
-            .comparators
-            .iter()
-            .find(|c| c.name == name)
-            .map_or(0, |c| c.matched)
-    }
-
-    /// Packets held per side.
-    pub fn held(&self) -> [u64; 2] {
-        self.tracker.counters().held
+            .collect()
     }
 }
+
+/// The engine harness over [`Linked`].
+pub type Harness = colo_core::testing::Harness<Linked>;

@@ -234,7 +234,7 @@ mod test {
             transmit: REPLY.transmit + 30 * MS,
             ..REPLY
         };
-        let mut wide = Harness::with_section("(tolerance_ms: 50)");
+        let mut wide = Harness::with_section("ntp", "(tolerance_ms: 50)");
         let p = REPLY.frame();
         wide.primary(p.clone());
         assert_eq!(
