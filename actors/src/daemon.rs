@@ -11,6 +11,10 @@
 //!                               notify <--> notify_dev
 //! ```
 //!
+//! In beacon mode (KVM COLO) the beacon actor takes the notify actor's place: checkpoint
+//! requests go to it, and its flushes reach the tracker through the primary reader as drain
+//! barriers ([`crate::beacon`]).
+//!
 //! Shutdown goes upstream to downstream so that nothing already read is lost (D-LOSS-1):
 //! readers and notify stop, the tracker processes what was read and drains every held
 //! primary packet into egress, and egress writes it out within the grace period.
@@ -31,7 +35,9 @@ use futures::future::{AbortHandle, join_all};
 use log::info;
 use thiserror::Error;
 
+use crate::beacon::{self, BeaconConfig, BeaconLinks};
 use crate::egress::Egress;
+use crate::handle::{CommandError, DaemonHandle};
 use crate::link::Link;
 use crate::live::{LiveMap, LiveSlot, OutputStatus};
 use crate::notify;
@@ -141,6 +147,7 @@ struct Running {
     closing: oneshot::Sender<Duration>,
     readers: Vec<Task<()>>,
     notify: Option<Task<()>>,
+    beacon: Option<Task<()>>,
     tracker: Task<()>,
     egress: Task<u64>,
 }
@@ -153,11 +160,13 @@ struct Opened {
     secondary: Link,
     outdev: Link,
     notify: Option<Link>,
+    beacon: Option<BeaconLinks>,
 }
 
 /// The running daemon.
 pub struct Daemon {
     pipelines: Vec<Running>,
+    handle: DaemonHandle,
     live: LiveMap,
     addrs: Vec<(String, &'static str, SocketAddr)>,
     aborts: Vec<AbortHandle>,
@@ -198,6 +207,10 @@ impl Daemon {
                 Some(ep) => Some(open(&config, Role::NotifyDev, ep, &mut addrs).await?),
                 None => None,
             };
+            let beacon = match &config.beacon {
+                Some(b) => Some(open_beacon(&config, b, &mut addrs).await?),
+                None => None,
+            };
             opened.push(Opened {
                 config,
                 registry,
@@ -205,16 +218,27 @@ impl Daemon {
                 secondary,
                 outdev,
                 notify,
+                beacon,
             });
         }
         let live: LiveMap = Arc::new(DashMap::new());
+        let observe: Vec<bool> = opened.iter().map(|o| o.config.observe).collect();
         let pipelines: Vec<Running> = opened.into_iter().map(|o| spawn(o, &live)).collect();
+        let handle = DaemonHandle::new(
+            pipelines
+                .iter()
+                .zip(observe)
+                .map(|(p, observe)| (p.name.clone(), observe, p.control.clone()))
+                .collect(),
+            Arc::clone(&live),
+        );
         let aborts = pipelines
             .iter()
             .flat_map(|p| {
                 p.readers
                     .iter()
                     .chain(p.notify.iter())
+                    .chain(p.beacon.iter())
                     .chain(std::iter::once(&p.tracker))
                     .map(Task::abort_handle)
                     .chain(std::iter::once(p.egress.abort_handle()))
@@ -222,6 +246,7 @@ impl Daemon {
             .collect();
         Ok(Daemon {
             pipelines,
+            handle,
             live,
             addrs,
             aborts,
@@ -232,6 +257,12 @@ impl Daemon {
     /// port 0: (pipeline, role as QEMU names it, address).
     pub fn local_addrs(&self) -> Vec<(String, &'static str, SocketAddr)> {
         self.addrs.clone()
+    }
+
+    /// A handle for the control socket and the metrics: it reads the published state and
+    /// sends commands while the daemon runs.
+    pub fn handle(&self) -> DaemonHandle {
+        self.handle.clone()
     }
 
     /// The names of the pipelines, in configuration order.
@@ -261,38 +292,22 @@ impl Daemon {
             .collect()
     }
 
-    fn find(&self, pipeline: &str) -> Result<&Running, UnknownPipeline> {
-        self.pipelines
-            .iter()
-            .find(|p| p.name == pipeline)
-            .ok_or_else(|| UnknownPipeline(pipeline.to_string()))
-    }
-
     /// Checkpoint flush of one pipeline, as `COLO_CHECKPOINT` on its notify channel.
     /// Returns once the flush has been made.
     pub async fn checkpoint(&self, pipeline: &str) -> Result<(), UnknownPipeline> {
-        let p = self.find(pipeline)?;
-        let (ack, done) = oneshot::channel();
-        if p.control
-            .clone()
-            .send(Control::Checkpoint(Some(ack)))
-            .await
-            .is_ok()
-        {
-            let _ = done.await;
+        match self.handle.checkpoint(pipeline).await {
+            Err(CommandError::Unknown(e)) => Err(e),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Failover of one pipeline: release everything held, then pass the primary straight
     /// through and discard the secondary. Returns once the held packets are released.
     pub async fn failover(&self, pipeline: &str) -> Result<(), UnknownPipeline> {
-        let p = self.find(pipeline)?;
-        let (ack, done) = oneshot::channel();
-        if p.control.clone().send(Control::Failover(ack)).await.is_ok() {
-            let _ = done.await;
+        match self.handle.failover(pipeline).await {
+            Err(CommandError::Unknown(e)) => Err(e),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Orderly shutdown (D-LOSS-1): every pipeline stops reading, drains (releases every
@@ -323,19 +338,45 @@ async fn open(
     endpoint: &crate::Endpoint,
     addrs: &mut Vec<(String, &'static str, SocketAddr)>,
 ) -> Result<Link, StartError> {
-    let label = format!("[{}] {role}", config.name);
+    open_named(config, role.name(), endpoint, addrs).await
+}
+
+/// Opens the socket the configuration calls `name` (`primary_in`, `beacon.outdev`, ...).
+async fn open_named(
+    config: &PipelineConfig,
+    name: &'static str,
+    endpoint: &crate::Endpoint,
+    addrs: &mut Vec<(String, &'static str, SocketAddr)>,
+) -> Result<Link, StartError> {
+    let label = format!("[{}] {name}", config.name);
     let link = Link::open(endpoint, label)
         .await
         .map_err(|source| StartError::Bind {
             pipeline: config.name.clone(),
-            role: role.name(),
+            role: name,
             endpoint: endpoint.to_string(),
             source,
         })?;
     if let Some(addr) = link.local_addr() {
-        addrs.push((config.name.clone(), role.name(), addr));
+        addrs.push((config.name.clone(), name, addr));
     }
     Ok(link)
+}
+
+async fn open_beacon(
+    config: &PipelineConfig,
+    b: &BeaconConfig,
+    addrs: &mut Vec<(String, &'static str, SocketAddr)>,
+) -> Result<BeaconLinks, StartError> {
+    Ok(BeaconLinks {
+        primary_in: open_named(config, "beacon.primary_in", &b.primary_in, addrs).await?,
+        secondary_in: open_named(config, "beacon.secondary_in", &b.secondary_in, addrs).await?,
+        outdev: open_named(config, "beacon.outdev", &b.outdev, addrs).await?,
+        qmp: match &b.qmp {
+            Some(q) => Some(open_named(config, "beacon.qmp", q, addrs).await?),
+            None => None,
+        },
+    })
 }
 
 fn spawn(o: Opened, live: &LiveMap) -> Running {
@@ -346,6 +387,7 @@ fn spawn(o: Opened, live: &LiveMap) -> Running {
         secondary,
         outdev,
         notify,
+        beacon,
     } = o;
     let name = config.name.clone();
     let vnet = config.vnet_hdr_support;
@@ -357,10 +399,37 @@ fn spawn(o: Opened, live: &LiveMap) -> Running {
     let (requests_tx, notify) = match notify {
         Some(link) => {
             let (tx, rx) = mpsc::channel::<()>(NOTIFY_QUEUE);
-            let task = runtime::spawn(notify::run(link, vnet, rx, control_tx.clone()));
+            let task = runtime::spawn(notify::run(
+                link,
+                vnet,
+                rx,
+                control_tx.clone(),
+                slot.clone(),
+            ));
             (Some(tx), Some(task))
         }
         None => (None, None),
+    };
+    let mut barriers = None;
+    let (requests_tx, beacon) = match beacon {
+        Some(links) => {
+            let (barrier_tx, barrier_rx) = mpsc::unbounded();
+            barriers = Some(barrier_rx);
+            let (tx, rx) = mpsc::channel::<()>(NOTIFY_QUEUE);
+            // Published at once, so that a beacon pipeline always shows its beacon.
+            slot.set_beacon(beacon::BeaconStatus::default());
+            let outlets = beacon::Outlets {
+                label: format!("[{name}]").into(),
+                barriers: barrier_tx,
+                control: control_tx.clone(),
+                live: slot.clone(),
+            };
+            (
+                Some(tx),
+                Some(runtime::spawn(beacon::run(links, rx, outlets))),
+            )
+        }
+        None => (requests_tx, None),
     };
     let tracker = Tracker::new(config.tracker_config(), Arc::new(registry), Timestamp::ZERO);
     let actor = TrackerActor::new(
@@ -369,16 +438,29 @@ fn spawn(o: Opened, live: &LiveMap) -> Running {
         output_tx,
         requests_tx,
         slot.clone(),
+        config.capture.clone(),
     );
     let egress = Egress::new(outdev, vnet, config.output_buffer, slot);
     let egress = runtime::spawn(egress.run(output_rx, closing_rx));
     let tracker = runtime::spawn(actor.run(input_rx, control_rx));
     let readers = vec![
-        runtime::spawn(reader::run(primary, Side::Primary, vnet, input_tx.clone())),
-        runtime::spawn(reader::run(secondary, Side::Secondary, vnet, input_tx)),
+        runtime::spawn(reader::run(
+            primary,
+            Side::Primary,
+            vnet,
+            input_tx.clone(),
+            barriers,
+        )),
+        runtime::spawn(reader::run(
+            secondary,
+            Side::Secondary,
+            vnet,
+            input_tx,
+            None,
+        )),
     ];
     info!(
-        "[{name}] started: primary_in {}, secondary_in {}, outdev {}, notify_dev {}, vnet_hdr_support {}, compare_timeout {} ms, expired_scan_cycle {} ms, max_queue_size {}",
+        "[{name}] started: primary_in {}, secondary_in {}, outdev {}, notify_dev {}, vnet_hdr_support {}, compare_timeout {} ms, expired_scan_cycle {} ms, max_queue_size {}, observe {}, capture {}",
         config.primary_in,
         config.secondary_in,
         config.outdev,
@@ -389,14 +471,31 @@ fn spawn(o: Opened, live: &LiveMap) -> Running {
         if vnet { "on" } else { "off" },
         config.compare_timeout,
         config.expired_scan_cycle,
-        config.max_queue_size
+        config.max_queue_size,
+        if config.observe { "on" } else { "off" },
+        config
+            .capture
+            .as_ref()
+            .map_or_else(|| "none".to_string(), |c| c.path.display().to_string())
     );
+    if let Some(b) = &config.beacon {
+        info!(
+            "[{name}] KVM COLO beacon: primary_in {}, secondary_in {}, outdev {}, qmp {}",
+            b.primary_in,
+            b.secondary_in,
+            b.outdev,
+            b.qmp
+                .as_ref()
+                .map_or_else(|| "none".to_string(), ToString::to_string)
+        );
+    }
     Running {
         name,
         control: control_tx,
         closing: closing_tx,
         readers,
         notify,
+        beacon,
         tracker,
         egress,
     }
@@ -409,6 +508,7 @@ async fn stop(p: Running, grace: Duration, live: &LiveMap) -> PipelineReport {
         closing,
         readers,
         notify,
+        beacon,
         tracker,
         egress,
     } = p;
@@ -417,6 +517,9 @@ async fn stop(p: Running, grace: Duration, live: &LiveMap) -> PipelineReport {
     }
     if let Some(n) = notify {
         n.stop().await;
+    }
+    if let Some(b) = beacon {
+        b.stop().await;
     }
     let _ = closing.send(grace);
     let (reply, drained) = oneshot::channel();

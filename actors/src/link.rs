@@ -195,7 +195,7 @@ impl Drop for Link {
 /// Binds a UNIX listening socket readable and writable by its owner only. A socket file left
 /// by a dead process is removed first; a live listener or a file that is not a socket is an
 /// error, never deleted.
-async fn bind_unix(path: &Path) -> io::Result<UnixListener> {
+pub async fn bind_unix(path: &Path) -> io::Result<UnixListener> {
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
             return Err(io::Error::new(

@@ -9,6 +9,10 @@
 use std::sync::Arc;
 
 use colo_core::Counters;
+
+use crate::beacon::BeaconStatus;
+use crate::capture::CaptureStatus;
+use crate::requests::{RequestPath, RequestPaths};
 use dashmap::DashMap;
 
 /// The state of a pipeline's output side.
@@ -31,6 +35,32 @@ pub struct OutputStatus {
 pub(crate) struct Live {
     pub(crate) counters: Counters,
     pub(crate) output: OutputStatus,
+    pub(crate) capture: Option<CaptureStatus>,
+    pub(crate) failed_over: bool,
+    pub(crate) requests: RequestPaths,
+    pub(crate) beacon: Option<BeaconStatus>,
+}
+
+/// Everything published about one pipeline, read at one moment: what `stats` and the metrics
+/// show.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PipelineSnapshot {
+    /// The pipeline.
+    pub name: String,
+    /// Whether it runs in observe mode.
+    pub observe: bool,
+    /// Whether failover has happened.
+    pub failed_over: bool,
+    /// The engine's counters.
+    pub counters: Counters,
+    /// The output's state.
+    pub output: OutputStatus,
+    /// The mismatch capture's state, when one is configured.
+    pub capture: Option<CaptureStatus>,
+    /// Where the checkpoint requests went.
+    pub requests: RequestPaths,
+    /// The KVM beacon's state, in beacon mode.
+    pub beacon: Option<BeaconStatus>,
 }
 
 /// Every pipeline's published state, by name.
@@ -64,6 +94,34 @@ impl LiveSlot {
     pub(crate) fn set_output(&self, output: OutputStatus) {
         if let Some(mut live) = self.map.get_mut(&*self.name) {
             live.output = output;
+        }
+    }
+
+    /// Publishes the mismatch capture's state.
+    pub(crate) fn set_capture(&self, capture: Option<CaptureStatus>) {
+        if let Some(mut live) = self.map.get_mut(&*self.name) {
+            live.capture = capture;
+        }
+    }
+
+    /// Publishes that failover has happened.
+    pub(crate) fn set_failed_over(&self) {
+        if let Some(mut live) = self.map.get_mut(&*self.name) {
+            live.failed_over = true;
+        }
+    }
+
+    /// Counts one checkpoint request by the path it took.
+    pub(crate) fn count_request(&self, path: RequestPath) {
+        if let Some(mut live) = self.map.get_mut(&*self.name) {
+            live.requests.add(path);
+        }
+    }
+
+    /// Publishes the beacon's state.
+    pub(crate) fn set_beacon(&self, beacon: BeaconStatus) {
+        if let Some(mut live) = self.map.get_mut(&*self.name) {
+            live.beacon = Some(beacon);
         }
     }
 }

@@ -15,7 +15,9 @@ use futures::{SinkExt, StreamExt};
 use log::{info, warn};
 
 use crate::link::{Conn, Link};
+use crate::live::LiveSlot;
 use crate::reader::{ConnEnd, decode_all, log_end};
+use crate::requests::RequestPath;
 use crate::tracker::Control;
 
 /// Sent to ask the controller for a checkpoint.
@@ -41,6 +43,7 @@ pub(crate) async fn run(
     vnet: bool,
     mut requests: mpsc::Receiver<()>,
     mut tracker: mpsc::Sender<Control>,
+    live: LiveSlot,
 ) {
     let label = link.label().to_string();
     let mut buf = vec![0u8; READ_CHUNK];
@@ -51,6 +54,7 @@ pub(crate) async fn run(
                 Either::Left((c, _)) => break c,
                 Either::Right((Some(()), _)) => {
                     warn!("{label}: no controller connected; DO_CHECKPOINT not sent");
+                    live.count_request(RequestPath::Unsent);
                 }
                 Either::Right((None, _)) => return,
             }
@@ -86,8 +90,10 @@ pub(crate) async fn run(
                 Step::Request(Some(())) => {
                     if let Err(e) = send(&mut conn, DO_CHECKPOINT).await {
                         warn!("{label}: sending DO_CHECKPOINT failed: {e}");
+                        live.count_request(RequestPath::Unsent);
                         break ConnEnd::Failed(e);
                     }
+                    live.count_request(RequestPath::Notify);
                 }
                 Step::Request(None) => break ConnEnd::Stopped,
             }

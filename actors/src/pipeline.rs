@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use colo_core::config::{ConfigError, PassthroughRule, TrackerConfig};
 use colo_core::registry::ComparatorsConfig;
 
+use crate::beacon::{self, BeaconConfig};
+use crate::capture::CaptureConfig;
 use crate::endpoint::Endpoint;
 
 /// One pipeline as written in the configuration file.
@@ -53,6 +55,17 @@ pub struct PipelineConfig {
     /// Comparator settings and the comparators to disable.
     #[serde(default)]
     pub comparators: ComparatorsConfig,
+    /// Observe mode: compare and report everything, release primary packets at once and never
+    /// request a checkpoint (would-be checkpoints are counted and logged).
+    #[serde(default)]
+    pub observe: bool,
+    /// Write the frames of every mismatch to a pcap file.
+    #[serde(default)]
+    pub capture: Option<CaptureConfig>,
+    /// KVM COLO beacon mode: the primary QEMU's beacon object (and optionally its QMP) that
+    /// marks each checkpoint flush and takes checkpoint requests, in place of `notify_dev`.
+    #[serde(default)]
+    pub beacon: Option<BeaconConfig>,
 }
 
 /// Default values, shared with [`TrackerConfig::default`].
@@ -103,6 +116,9 @@ impl PipelineConfig {
             output_buffer: defaults::output_buffer(),
             passthrough: Vec::new(),
             comparators: ComparatorsConfig::default(),
+            observe: false,
+            capture: None,
+            beacon: None,
         }
     }
 
@@ -115,6 +131,7 @@ impl PipelineConfig {
             max_held_bytes: self.max_held_bytes,
             max_connections: self.max_connections,
             passthrough: self.passthrough.clone(),
+            observe: self.observe,
         }
     }
 
@@ -127,28 +144,39 @@ impl PipelineConfig {
                 problem: "must be positive".into(),
             });
         }
+        if let Some(capture) = &self.capture {
+            capture.validate().map_err(|e| ConfigError {
+                field: match e.field {
+                    "path" => "capture.path",
+                    "max_bytes" => "capture.max_bytes",
+                    _ => "capture.max_mismatches",
+                },
+                problem: e.problem,
+            })?;
+        }
         if self.name.is_empty() {
             return Err(ConfigError {
                 field: "name",
                 problem: "must not be empty".into(),
             });
         }
-        let ends = [
+        let mut ends = vec![
             ("primary_in", &self.primary_in),
             ("secondary_in", &self.secondary_in),
             ("outdev", &self.outdev),
         ];
-        for (i, (a, ea)) in ends.iter().enumerate() {
-            for (b, eb) in &ends[i + 1..] {
-                if ea == eb && !ea.is_ephemeral() {
-                    return Err(ConfigError {
-                        field: b,
-                        problem: format!("is the same endpoint as {a} ({ea})"),
-                    });
-                }
+        if let Some(b) = &self.beacon {
+            if self.notify_dev.is_some() {
+                return Err(ConfigError {
+                    field: "beacon",
+                    problem: "cannot be combined with notify_dev: in KVM COLO the beacon \
+                              marks flushes and takes requests, notify_dev is Xen COLO's channel"
+                        .into(),
+                });
             }
+            ends.extend(b.endpoints());
         }
-        Ok(())
+        beacon::distinct(&ends)
     }
 }
 
@@ -185,5 +213,31 @@ mod test {
         );
         let c = pipeline("tcp-listen:h:0", "tcp-listen:h:0", "tcp-listen:h:0");
         assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_beacon_needs_its_own_sockets_and_no_notify_dev() {
+        let ep = |s: &str| s.parse::<Endpoint>().expect("valid endpoint");
+        let mut c = pipeline("unix-listen:/p", "unix-listen:/s", "unix-listen:/o");
+        c.beacon = Some(BeaconConfig {
+            primary_in: ep("unix-connect:/b/p"),
+            secondary_in: ep("unix-connect:/b/s"),
+            outdev: ep("unix-connect:/b/o"),
+            qmp: Some(ep("unix-connect:/b/q")),
+        });
+        assert_eq!(c.validate(), Ok(()));
+        let mut same = c.clone();
+        if let Some(b) = same.beacon.as_mut() {
+            b.qmp = Some(ep("unix-connect:/b/s"));
+        }
+        assert_eq!(
+            same.validate().map_err(|e| e.to_string()),
+            Err(
+                "beacon.qmp: is the same endpoint as beacon.secondary_in (unix-connect:/b/s)"
+                    .into()
+            )
+        );
+        c.notify_dev = Some(ep("unix-listen:/n"));
+        assert_eq!(c.validate().map_err(|e| e.field), Err("beacon"));
     }
 }

@@ -4,17 +4,29 @@
 //! connection so that a peer that vanished mid-frame cannot poison the next one (D-IN-2,
 //! T48). It reads large chunks and hands the frames of each chunk to the tracker as one
 //! batch; the channel is bounded, so a tracker that stops taking input stops the reading.
+//!
+//! A reader may also take drain barriers (beacon mode): it then reads everything already
+//! readable on its socket, until the read would block, hands those frames on, and then the
+//! barrier itself in the same channel, so whoever receives the barrier has seen every frame
+//! that was in the socket when it was asked for.
 
+use std::pin::{Pin, pin};
+use std::task::Poll;
+
+use colo_core::beacon::Flush;
 use colo_core::{Decoded, Decoder, Frame, FrameError, Side};
-use futures::SinkExt;
 use futures::channel::mpsc;
-use futures::io::AsyncReadExt;
+use futures::future::{Either, poll_fn, select};
+use futures::io::{AsyncRead, AsyncReadExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use log::{info, warn};
 
 use crate::link::{Conn, Link};
 
 /// Bytes asked for per read.
 pub(crate) const READ_CHUNK: usize = 64 * 1024;
+/// Bytes per frame assumed when sizing a batch: small frames are the ones that need room.
+const FRAME_GUESS: usize = 128;
 
 /// The frames of one read from one input.
 #[derive(Debug)]
@@ -25,7 +37,22 @@ pub(crate) struct Batch {
     pub(crate) frames: Vec<Frame>,
     /// Zero-length frames skipped among them (D-IN-1).
     pub(crate) empty: u32,
+    /// A drain barrier, passed on after the frames.
+    pub(crate) barrier: Option<Barrier>,
 }
+
+/// A drain barrier: it reaches the receiver after every frame that was readable on the
+/// reader's socket when the barrier was asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Barrier {
+    /// Flush the pipeline after these frames (the primary input of a beacon pipeline).
+    Flush(Flush),
+    /// Everything that was readable has been passed on (the beacon's outdev).
+    Settled,
+}
+
+/// Where a reader takes barriers from, if it takes any.
+pub(crate) type Barriers = Option<mpsc::UnboundedReceiver<Barrier>>;
 
 /// What decoding one chunk produced.
 pub(crate) struct Decodes {
@@ -39,8 +66,10 @@ pub(crate) struct Decodes {
 
 /// Takes every complete frame out of `decoder`, logging skipped empty frames under `label`.
 pub(crate) fn decode_all(decoder: &mut Decoder, label: &str) -> Decodes {
+    // Room for a chunk of small frames at once, rather than growing frame by frame.
+    let guess = (decoder.buffered() / FRAME_GUESS).clamp(1, 1024);
     let mut out = Decodes {
-        frames: Vec::new(),
+        frames: Vec::with_capacity(guess),
         empty: 0,
         failure: None,
     };
@@ -87,22 +116,29 @@ pub(crate) enum ConnEnd {
     Stopped,
 }
 
-/// Serves `link` forever: one peer after another.
-pub(crate) async fn run(link: Link, side: Side, vnet: bool, mut tracker: mpsc::Sender<Batch>) {
+/// Serves `link` forever: one peer after another, passing on each barrier of `barriers`
+/// after what was readable when it came.
+pub(crate) async fn run(
+    link: Link,
+    side: Side,
+    vnet: bool,
+    mut tracker: mpsc::Sender<Batch>,
+    mut barriers: Barriers,
+) {
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
-        let (mut conn, peer) = link.connect().await;
+        let Some((mut conn, peer)) = connect(&link, side, &mut tracker, &mut barriers).await else {
+            return;
+        };
         info!("{}: connected to {peer}", link.label());
         let mut decoder = Decoder::new(vnet);
-        let end = serve(
-            &mut conn,
-            &mut decoder,
-            &mut buf,
-            link.label(),
+        let mut input = Input {
+            decoder: &mut decoder,
+            label: link.label(),
             side,
-            &mut tracker,
-        )
-        .await;
+            tracker: &mut tracker,
+        };
+        let end = serve(&mut conn, &mut input, &mut buf, &mut barriers).await;
         log_end(link.label(), &end, &decoder);
         if matches!(end, ConnEnd::Stopped) {
             return;
@@ -110,37 +146,147 @@ pub(crate) async fn run(link: Link, side: Side, vnet: bool, mut tracker: mpsc::S
     }
 }
 
-async fn serve(
-    conn: &mut Conn,
-    decoder: &mut Decoder,
-    buf: &mut [u8],
-    label: &str,
+/// The next peer. Barriers asked for meanwhile are passed on at once: nothing is readable.
+/// `None` when nobody takes the reader's output any more.
+async fn connect(
+    link: &Link,
     side: Side,
     tracker: &mut mpsc::Sender<Batch>,
+    barriers: &mut Barriers,
+) -> Option<(Conn, String)> {
+    let mut connecting = pin!(link.connect());
+    if let Some(rx) = barriers.as_mut() {
+        loop {
+            match select(connecting.as_mut(), rx.next()).await {
+                Either::Left((c, _)) => return Some(c),
+                Either::Right((Some(b), _)) => {
+                    if send(tracker, side, Vec::new(), 0, Some(b)).await.is_err() {
+                        return None;
+                    }
+                }
+                Either::Right((None, _)) => break,
+            }
+        }
+        *barriers = None;
+    }
+    Some(connecting.await)
+}
+
+/// One connection's decoding state and where its frames go.
+struct Input<'a> {
+    decoder: &'a mut Decoder,
+    label: &'a str,
+    side: Side,
+    tracker: &'a mut mpsc::Sender<Batch>,
+}
+
+enum Step {
+    Read(std::io::Result<usize>),
+    Barrier(Option<Barrier>),
+}
+
+async fn send(
+    tracker: &mut mpsc::Sender<Batch>,
+    side: Side,
+    frames: Vec<Frame>,
+    empty: u32,
+    barrier: Option<Barrier>,
+) -> Result<(), ConnEnd> {
+    tracker
+        .send(Batch {
+            side,
+            frames,
+            empty,
+            barrier,
+        })
+        .await
+        .map_err(|_| ConnEnd::Stopped)
+}
+
+impl Input<'_> {
+    /// Decodes `bytes` and hands the frames on.
+    async fn take(&mut self, bytes: &[u8]) -> Result<(), ConnEnd> {
+        self.decoder.feed(bytes);
+        let got = decode_all(self.decoder, self.label);
+        if !got.frames.is_empty() || got.empty > 0 {
+            send(self.tracker, self.side, got.frames, got.empty, None).await?;
+        }
+        match got.failure {
+            Some(e) => Err(ConnEnd::Framing(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes in what is readable now, without waiting, then passes `barrier` on. Returns how
+    /// the connection ended if it did meanwhile.
+    async fn drain(
+        &mut self,
+        conn: &mut Conn,
+        buf: &mut [u8],
+        barrier: Barrier,
+    ) -> Result<(), ConnEnd> {
+        let mut end = Ok(());
+        loop {
+            // A read that would block is pending: nothing more is readable now.
+            let n = match conn.read(buf).now_or_never() {
+                None => break,
+                Some(Ok(0)) => {
+                    end = Err(ConnEnd::Closed);
+                    break;
+                }
+                Some(Ok(n)) => n,
+                Some(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Some(Err(e)) => {
+                    end = Err(ConnEnd::Failed(e));
+                    break;
+                }
+            };
+            match self.take(&buf[..n]).await {
+                Ok(()) => {}
+                Err(ConnEnd::Stopped) => return Err(ConnEnd::Stopped),
+                Err(e) => {
+                    end = Err(e);
+                    break;
+                }
+            }
+        }
+        send(self.tracker, self.side, Vec::new(), 0, Some(barrier)).await?;
+        end
+    }
+}
+
+async fn serve(
+    conn: &mut Conn,
+    input: &mut Input<'_>,
+    buf: &mut [u8],
+    barriers: &mut Barriers,
 ) -> ConnEnd {
     loop {
-        let n = match conn.read(buf).await {
-            Ok(0) => return ConnEnd::Closed,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return ConnEnd::Failed(e),
+        let step = poll_fn(|cx| {
+            if let Some(rx) = barriers.as_mut() {
+                if let Poll::Ready(b) = rx.poll_next_unpin(cx) {
+                    return Poll::Ready(Step::Barrier(b));
+                }
+            }
+            Pin::new(&mut *conn).poll_read(cx, buf).map(Step::Read)
+        })
+        .await;
+        let n = match step {
+            Step::Barrier(Some(b)) => match input.drain(conn, buf, b).await {
+                Ok(()) => continue,
+                Err(end) => return end,
+            },
+            Step::Barrier(None) => {
+                *barriers = None;
+                continue;
+            }
+            Step::Read(Ok(0)) => return ConnEnd::Closed,
+            Step::Read(Ok(n)) => n,
+            Step::Read(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Step::Read(Err(e)) => return ConnEnd::Failed(e),
         };
-        decoder.feed(&buf[..n]);
-        let got = decode_all(decoder, label);
-        if (!got.frames.is_empty() || got.empty > 0)
-            && tracker
-                .send(Batch {
-                    side,
-                    frames: got.frames,
-                    empty: got.empty,
-                })
-                .await
-                .is_err()
-        {
-            return ConnEnd::Stopped;
-        }
-        if let Some(e) = got.failure {
-            return ConnEnd::Framing(e);
+        if let Err(end) = input.take(&buf[..n]).await {
+            return end;
         }
     }
 }

@@ -3,9 +3,10 @@
 //! It feeds the engine the readers' batches, the notify channel's flushes and the daemon's
 //! commands, and turns the engine's events into work for the others: released frames go to
 //! egress as one batch per step, checkpoint requests go to the notify actor, and every
-//! decision is logged. While egress cannot take another batch it stops taking input, which
-//! is what makes back-pressure reach the readers' sockets (D-LOSS-2); commands are still
-//! served, so a flush or a shutdown is never stuck behind a full output.
+//! decision is reported (logged, and a mismatch captured) by [`crate::decisions`]. While
+//! egress cannot take another batch it stops taking input, which is what makes back-pressure
+//! reach the readers' sockets (D-LOSS-2); commands are still served, so a flush or a
+//! shutdown is never stuck behind a full output.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,14 +14,20 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
-use colo_core::{Counters, Event, Frame, Side, Timestamp, Tracker};
+use colo_core::beacon::Flush;
+use colo_core::config::ConfigError;
+use colo_core::{Counters, Event, Frame, Timestamp, Tracker, TrackerConfig};
 use futures::channel::{mpsc, oneshot};
 use futures::future::poll_fn;
 use futures::{SinkExt, StreamExt};
 use log::{debug, error, info, warn};
 
+use crate::capture::CaptureConfig;
+use crate::decisions::Decisions;
+use crate::flows::FlowView;
 use crate::live::LiveSlot;
-use crate::reader::Batch;
+use crate::reader::{Barrier, Batch};
+use crate::requests::RequestPath;
 use crate::runtime;
 
 /// A command for the tracker actor.
@@ -31,6 +38,18 @@ pub(crate) enum Control {
     Failover(oneshot::Sender<()>),
     /// Orderly shutdown: finish the input already read, drain, hand everything to egress.
     Shutdown(oneshot::Sender<Drained>),
+    /// A snapshot of the tracked flows.
+    Flows(oneshot::Sender<Vec<FlowView>>),
+    /// New settings, applied between two inputs so that no packet is lost.
+    Reconfigure(Reconfigure, oneshot::Sender<Result<(), ConfigError>>),
+}
+
+/// The settings a running pipeline can take.
+pub(crate) struct Reconfigure {
+    /// The engine's settings (all but `observe` may change).
+    pub(crate) tracker: TrackerConfig,
+    /// The mismatch capture.
+    pub(crate) capture: Option<CaptureConfig>,
 }
 
 /// What the tracker reports when it has shut down.
@@ -40,6 +59,9 @@ pub(crate) struct Drained {
     /// The final counters.
     pub(crate) counters: Counters,
 }
+
+/// The engine's wake-up timer.
+type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// The pipeline's monotonic clock (D-TIME-1): time since the pipeline started.
 struct Clock(Instant);
@@ -53,6 +75,7 @@ impl Clock {
 /// The tracker actor's state.
 pub(crate) struct TrackerActor {
     label: Arc<str>,
+    decisions: Decisions,
     tracker: Tracker,
     clock: Clock,
     egress: mpsc::Sender<Vec<Frame>>,
@@ -77,9 +100,11 @@ impl TrackerActor {
         egress: mpsc::Sender<Vec<Frame>>,
         notify: Option<mpsc::Sender<()>>,
         live: LiveSlot,
+        capture: Option<CaptureConfig>,
     ) -> Self {
         live.set_counters(tracker.counters());
         TrackerActor {
+            decisions: Decisions::new(Arc::clone(&label), capture, live.clone()),
             label,
             tracker,
             clock: Clock(Instant::now()),
@@ -98,12 +123,18 @@ impl TrackerActor {
     ) {
         let mut inputs_open = true;
         let mut control_open = true;
+        // The wake-up timer is kept while the engine's next due time stays the same, and also
+        // while nothing is held (a scan of nothing is harmless): a new one on every turn cost an
+        // allocation and a timer registration per batch.
+        let mut timer: Option<(Timestamp, Sleep)> = None;
         loop {
-            let mut timer: Option<Pin<Box<dyn Future<Output = ()> + Send>>> =
-                self.tracker.poll_timeout().map(|due| {
+            let due = self.tracker.poll_timeout();
+            if due.is_some() && timer.as_ref().map(|(d, _)| *d) != due {
+                timer = due.map(|due| {
                     let wait = due.saturating_since(self.clock.now());
-                    Box::pin(runtime::sleep(wait)) as Pin<Box<dyn Future<Output = ()> + Send>>
+                    (due, Box::pin(runtime::sleep(wait)) as Sleep)
                 });
+            }
             let wake = poll_fn(|cx| {
                 if control_open {
                     if let Poll::Ready(m) = control.poll_next_unpin(cx) {
@@ -119,7 +150,7 @@ impl TrackerActor {
                         return Poll::Ready(Wake::Input(b));
                     }
                 }
-                if let Some(t) = timer.as_mut() {
+                if let Some((_, t)) = timer.as_mut() {
                     if t.as_mut().poll(cx).is_ready() {
                         return Poll::Ready(Wake::Timer);
                     }
@@ -134,11 +165,21 @@ impl TrackerActor {
                 }
                 Wake::Control(Some(Control::Checkpoint(ack))) => self.checkpoint(ack),
                 Wake::Control(Some(Control::Failover(ack))) => self.failover(ack),
+                Wake::Control(Some(Control::Flows(reply))) => {
+                    let now = self.clock.now();
+                    let flows = self.tracker.flows();
+                    let _ = reply.send(flows.into_iter().map(|f| FlowView::new(f, now)).collect());
+                }
+                Wake::Control(Some(Control::Reconfigure(settings, reply))) => {
+                    let _ = reply.send(self.reconfigure(settings));
+                }
                 Wake::Control(None) => control_open = false,
                 Wake::Input(Some(batch)) => self.handle_batch(batch),
                 Wake::Input(None) => inputs_open = false,
                 Wake::EgressReady(true) => {
-                    let batch = std::mem::take(&mut self.pending);
+                    // The next batch is likely as large: growing it frame by frame costs more.
+                    let capacity = self.pending.len();
+                    let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(capacity));
                     if self.egress.start_send(batch).is_err() {
                         error!(
                             "{}: egress is gone; released frames cannot be written",
@@ -155,6 +196,7 @@ impl TrackerActor {
                     self.pending.clear();
                 }
                 Wake::Timer => {
+                    timer = None;
                     self.tracker.handle_timeout(self.clock.now());
                     self.after_step();
                 }
@@ -184,8 +226,16 @@ impl TrackerActor {
             "{}: failover: {n} held primary packets released; the primary now passes straight through",
             self.label
         );
+        self.live.set_failed_over();
         self.after_step();
         let _ = ack.send(());
+    }
+
+    fn reconfigure(&mut self, settings: Reconfigure) -> Result<(), ConfigError> {
+        self.tracker.set_config(settings.tracker)?;
+        self.decisions.set_capture(settings.capture);
+        info!("{}: new settings in force", self.label);
+        Ok(())
     }
 
     fn handle_batch(&mut self, batch: Batch) {
@@ -196,6 +246,22 @@ impl TrackerActor {
         for frame in batch.frames {
             self.tracker.handle_frame(batch.side, frame, now);
         }
+        self.after_step();
+        if let Some(Barrier::Flush(flush)) = batch.barrier {
+            self.beacon_flush(flush);
+        }
+    }
+
+    /// Beacon mode's checkpoint flush, made once every primary frame that was readable when
+    /// the beacon frame came has been handled (the primary reader's drain barrier).
+    fn beacon_flush(&mut self, flush: Flush) {
+        let before = self.tracker.counters().released_total();
+        self.tracker.handle_checkpoint(self.clock.now());
+        let n = self.tracker.counters().released_total() - before;
+        info!(
+            "{}: checkpoint flush, epoch {} ({}): {n} held primary packets released",
+            self.label, flush.epoch, flush.cause
+        );
         self.after_step();
     }
 
@@ -211,13 +277,8 @@ impl TrackerActor {
                     flow,
                     held,
                 } => {
-                    debug!(
-                        "{}: release {} bytes on {}: {reason}, held {} us",
-                        self.label,
-                        frame.len(),
-                        flow_name(flow.as_ref()),
-                        held.as_micros()
-                    );
+                    self.decisions
+                        .released(frame.len(), reason, flow.as_ref(), held);
                     self.pending.push(frame);
                 }
                 Event::Drop {
@@ -225,40 +286,34 @@ impl TrackerActor {
                     reason,
                     flow,
                     len,
-                } => {
-                    if side == Side::Primary {
-                        warn!(
-                            "{}: intentional drop of a {len}-byte primary packet on {}: {reason}",
-                            self.label,
-                            flow_name(flow.as_ref())
-                        );
-                    } else {
-                        debug!(
-                            "{}: drop {len} bytes from {side} on {}: {reason}",
-                            self.label,
-                            flow_name(flow.as_ref())
-                        );
-                    }
-                }
+                } => self.decisions.dropped(side, reason, flow.as_ref(), len),
                 Event::Checkpoint(reason) => {
-                    info!("{}: checkpoint requested: {reason}", self.label);
+                    self.decisions.checkpoint(&reason, false);
                     self.request_checkpoint();
                 }
+                Event::WouldCheckpoint(reason) => self.decisions.checkpoint(&reason, true),
             }
         }
     }
 
     fn request_checkpoint(&mut self) {
         let Some(notify) = self.notify.as_mut() else {
+            self.live.count_request(RequestPath::Unsent);
             return;
         };
         match notify.try_send(()) {
             Ok(()) => {}
-            Err(e) if e.is_full() => debug!(
-                "{}: checkpoint request merged with those not yet sent",
-                self.label
-            ),
-            Err(_) => warn!("{}: notify channel is gone; request not sent", self.label),
+            Err(e) if e.is_full() => {
+                self.live.count_request(RequestPath::Merged);
+                debug!(
+                    "{}: checkpoint request merged with those not yet sent",
+                    self.label
+                )
+            }
+            Err(_) => {
+                self.live.count_request(RequestPath::Unsent);
+                warn!("{}: notify channel is gone; request not sent", self.label)
+            }
         }
     }
 
@@ -286,8 +341,4 @@ impl TrackerActor {
             counters: self.tracker.counters().clone(),
         });
     }
-}
-
-fn flow_name(flow: Option<&colo_core::FlowKey>) -> String {
-    flow.map_or_else(|| "-".to_string(), ToString::to_string)
 }

@@ -41,9 +41,18 @@ pub fn summary(p: &PipelineConfig) -> String {
             }
         },
     );
+    let beacon = p.beacon.as_ref().map_or_else(String::new, |b| {
+        let ends: Vec<String> = b
+            .endpoints()
+            .iter()
+            .map(|(name, e)| format!("{name}={e}"))
+            .collect();
+        format!(" {}", ends.join(" "))
+    });
     format!(
         "{}: primary_in={} secondary_in={} outdev={} notify_dev={notify} compare_timeout={}ms \
-         expired_scan_cycle={}ms max_queue_size={} vnet_hdr_support={} comparators={comparators}",
+         expired_scan_cycle={}ms max_queue_size={} vnet_hdr_support={} comparators={comparators}\
+         {beacon}",
         p.name,
         p.primary_in,
         p.secondary_in,

@@ -20,11 +20,31 @@ Examples:
       One pipeline, QEMU-style: the primary and secondary QEMUs' filter-redirectors connect to
       9001 and 9002, the primary's filter-redirector indev to 9003, the COLO controller to 9004.
 
+  colo-compare run --primary-in unix-listen:/run/colo/primary_in.sock \\
+                   --secondary-in tcp-listen:192.0.2.1:9002 --outdev unix-listen:/run/colo/outdev.sock \\
+                   --beacon-primary-in unix-connect:/run/colo/beacon_pri.sock \\
+                   --beacon-secondary-in unix-connect:/run/colo/beacon_sec.sock \\
+                   --beacon-outdev unix-connect:/run/colo/beacon_out.sock \\
+                   --beacon-qmp unix-connect:/run/colo/primary-qmp.sock
+      KVM COLO: the primary QEMU's beacon object marks each checkpoint's flush point and takes
+      checkpoint requests (README, section KVM COLO).
+
   colo-compare run --config /etc/colo-compare.ron -v
       Several pipelines and every setting from a file, with debug logging.
 
   colo-compare check-config /etc/colo-compare.ron
       Validate a file before deploying it.
+
+  colo-compare run --config /etc/colo-compare.ron --observe
+      Compare and report everything but release at once and request no checkpoint:
+      calibrate a new workload before turning protection on.
+
+  colo-compare ctl --config /etc/colo-compare.ron stats
+      Ask the running daemon (its control_socket) for its counters; also flows, checkpoint,
+      failover, shutdown and reload.
+
+  colo-compare replay primary.pcap secondary.pcap --config /etc/colo-compare.ron --align-start
+      Replay captures taken with tcpdump on the two hosts and see every checkpoint request.
 
   COLO_LOG=info,colo_core=debug colo-compare run --config /etc/colo-compare.ron
       Per-module log levels from the environment (overrides the file, -v and --log-level).
@@ -58,7 +78,7 @@ pub enum Command {
     /// Run the daemon: from a configuration file, from pipeline options, or (with neither) from
     /// the embedded default of one pipeline listening on 127.0.0.1 ports 9001-9004.
     #[command(after_help = EXAMPLES)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Validate a configuration file: print one summary line per pipeline and exit 0, or print
     /// the first mistake as FILE:LINE:COLUMN: FIELD: PROBLEM and exit 2.
     CheckConfig {
@@ -74,6 +94,14 @@ pub enum Command {
         #[arg(long, short = 'c', value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Talk to a running daemon's control socket: stats, flows, checkpoint, failover, shutdown
+    /// or reload.
+    Ctl(CtlArgs),
+    /// Run the engine over two pcap captures (the primary's and the secondary's output, in
+    /// timestamp order, time taken from the captures) and report every decision: frames per
+    /// side, releases by reason, every checkpoint request with its reason, flow and first
+    /// differing byte, held-time percentiles, and what was still held at the end.
+    Replay(ReplayArgs),
     /// Run a self-contained demonstration on loopback: the real daemon, two synthetic guests
     /// with a few injected divergences, a COLO controller and an output peer; prints a live
     /// summary each second and a final report. Finishes by itself in a few seconds.
@@ -94,6 +122,11 @@ pub struct RunArgs {
     /// A single pipeline given on the command line.
     #[command(flatten)]
     pub pipeline: PipelineArgs,
+    /// Observe mode for every pipeline: compare and report everything, but release primary
+    /// packets at once and never request a checkpoint (would-be checkpoints are counted and
+    /// logged). For calibrating a new workload before turning protection on.
+    #[arg(long)]
+    pub observe: bool,
     /// Log settings.
     #[command(flatten)]
     pub log: LogArgs,
@@ -135,10 +168,120 @@ pub struct PipelineArgs {
     /// notify_dev frames) carry the VNET_LEN field. Must match the filters' setting.
     #[arg(long, requires = "primary_in")]
     pub vnet_hdr_support: bool,
+    /// KVM COLO beacon mode: the `primary_in` chardev of the primary QEMU's beacon
+    /// colo-compare object (the parked frame goes there). Requires --beacon-secondary-in and
+    /// --beacon-outdev; takes the place of --notify-dev. See the README's "KVM COLO".
+    #[arg(
+        long,
+        value_name = "EP",
+        requires_all = ["primary_in", "beacon_secondary_in", "beacon_outdev"],
+        conflicts_with = "notify_dev"
+    )]
+    pub beacon_primary_in: Option<Endpoint>,
+    /// The beacon's `secondary_in` chardev: checkpoint requests ("pokes") go there.
+    #[arg(long, value_name = "EP", requires = "beacon_primary_in")]
+    pub beacon_secondary_in: Option<Endpoint>,
+    /// The beacon's `outdev` chardev: the parked frame comes out there at each checkpoint's
+    /// flush point, and colo-compare flushes then.
+    #[arg(long, value_name = "EP", requires = "beacon_primary_in")]
+    pub beacon_outdev: Option<Endpoint>,
+    /// A QMP monitor of the primary QEMU (beacon mode, optional): checkpoint requests while
+    /// the beacon is not connected, a late flush at RESUME when a beacon was missed, and
+    /// failover on COLO_EXIT.
+    #[arg(long, value_name = "EP", requires = "beacon_primary_in")]
+    pub beacon_qmp: Option<Endpoint>,
+}
+
+/// Options of `colo-compare ctl`.
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    /// The control socket.
+    #[arg(long, short = 's', value_name = "PATH", conflicts_with = "config")]
+    pub socket: Option<PathBuf>,
+    /// Find the control socket in the daemon's configuration file (`control_socket`).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the daemon's JSON response line instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// The command.
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+/// The control socket's commands.
+#[derive(Debug, Subcommand)]
+pub enum CtlCommand {
+    /// Counters of every pipeline: received, released and dropped by reason, held, checkpoint
+    /// requests by reason, held-time percentiles, comparators, output and capture.
+    Stats,
+    /// The tracked connections with their queue depths and the age of their oldest held
+    /// packet, the oldest-waiting first.
+    Flows {
+        /// Only this pipeline's.
+        #[arg(long, short = 'p', value_name = "NAME")]
+        pipeline: Option<String>,
+        /// Only connections whose description contains this (an address, a port, "tcp").
+        #[arg(long = "match", short = 'm', value_name = "TEXT")]
+        matching: Option<String>,
+        /// Only connections holding at least this many packets.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        min_held: u64,
+        /// Show at most this many.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+    },
+    /// Checkpoint flush, as COLO_CHECKPOINT: release every held primary packet.
+    Checkpoint {
+        /// Only this pipeline (default: every pipeline).
+        #[arg(long, short = 'p', value_name = "NAME")]
+        pipeline: Option<String>,
+    },
+    /// Failover: release every held primary packet, then pass the primary straight through
+    /// (the secondary is gone). Cannot be undone without a restart.
+    Failover {
+        /// Only this pipeline (default: every pipeline).
+        #[arg(long, short = 'p', value_name = "NAME")]
+        pipeline: Option<String>,
+    },
+    /// Orderly shutdown: release every held packet, then the daemon exits 0 (as SIGTERM).
+    Shutdown,
+    /// Re-read the configuration file and apply timers, limits, passthrough rules, capture
+    /// and log levels without losing a packet; a change of anything else is refused, naming
+    /// the field, and nothing changes.
+    Reload,
+}
+
+/// Options of `colo-compare replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The primary's output, a classic pcap file of Ethernet frames (tcpdump -w).
+    #[arg(value_name = "PRIMARY.pcap")]
+    pub primary: PathBuf,
+    /// The secondary's output, likewise.
+    #[arg(value_name = "SECONDARY.pcap")]
+    pub secondary: PathBuf,
+    /// Settings and comparators of a pipeline of this configuration file (default: defaults).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The pipeline of --config to use (needed when it has several).
+    #[arg(long, short = 'p', value_name = "NAME")]
+    pub pipeline: Option<String>,
+    /// Shift the secondary capture so its first frame coincides with the primary's first
+    /// (captures from two hosts rarely start together).
+    #[arg(long)]
+    pub align_start: bool,
+    /// Do not answer checkpoint requests (by default each is answered at once with a flush,
+    /// as a responsive COLO controller would).
+    #[arg(long)]
+    pub no_flush: bool,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Logging options, shared by `run` and `demo`.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct LogArgs {
     /// More log output: -v for debug (one line per decision), -vv for trace. Overrides the
     /// configuration file's log level.

@@ -7,6 +7,7 @@
 //! written.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use colo_actors::{Endpoint, PipelineConfig};
@@ -24,9 +25,16 @@ pub struct DaemonConfig {
     /// Where log lines go and how many.
     #[serde(default)]
     pub log: LogConfig,
-    /// The control socket's path. Reserved: accepted and kept, not served yet.
+    /// The control socket's path (UNIX, mode 0600; `colo-compare ctl` talks to it). Off when
+    /// `None`.
     #[serde(default)]
     pub control_socket: Option<PathBuf>,
+    /// Where to serve Prometheus metrics over HTTP, as `IP:PORT`. Off when `None`.
+    #[serde(default)]
+    pub metrics: Option<String>,
+    /// Allow `metrics` on an address other than loopback (the endpoint has no authentication).
+    #[serde(default)]
+    pub metrics_allow_remote: bool,
     /// One pipeline per protected NIC.
     pub pipelines: Vec<PipelineConfig>,
 }
@@ -160,11 +168,19 @@ pub fn from_command_line(pipeline: PipelineConfig) -> Result<DaemonConfig, LoadE
     let config = DaemonConfig {
         log: LogConfig::default(),
         control_socket: None,
+        metrics: None,
+        metrics_allow_remote: false,
         pipelines: vec![pipeline],
     };
-    check(&config).map_err(|p| LoadError::Option {
-        flag: format!("--{}", p.path.last_field().unwrap_or("").replace('_', "-")),
-        problem: one_line(&p.problem),
+    check(&config).map_err(|p| {
+        // The option is the field's path inside the pipeline: beacon.primary_in is
+        // --beacon-primary-in.
+        let path = p.path.to_string();
+        let field = path.strip_prefix("pipelines[0].").unwrap_or(&path);
+        LoadError::Option {
+            flag: format!("--{}", field.replace(['.', '_'], "-")),
+            problem: one_line(&p.problem),
+        }
     })?;
     Ok(config)
 }
@@ -203,6 +219,27 @@ pub fn check(config: &DaemonConfig) -> Result<(), Problem> {
             });
         }
     }
+    if let Some(addr) = &config.metrics {
+        let path = root.clone().field("metrics");
+        match addr.parse::<SocketAddr>() {
+            Err(_) => {
+                return Err(Problem {
+                    path,
+                    problem: format!("\"{addr}\": expected IP:PORT, for example 127.0.0.1:9100"),
+                });
+            }
+            Ok(a) if !a.ip().is_loopback() && !config.metrics_allow_remote => {
+                return Err(Problem {
+                    path,
+                    problem: format!(
+                        "{a} is not a loopback address and the metrics endpoint has no \
+                         authentication; set metrics_allow_remote: true to serve it there"
+                    ),
+                });
+            }
+            Ok(_) => {}
+        }
+    }
     if config.log.modules.contains_key("") {
         return Err(Problem {
             path: root.clone().field("log").field("modules"),
@@ -213,9 +250,23 @@ pub fn check(config: &DaemonConfig) -> Result<(), Problem> {
     for (i, p) in config.pipelines.iter().enumerate() {
         let here = root.clone().field("pipelines").index(i);
         p.validate().map_err(|e| Problem {
-            path: here.clone().field(e.field),
+            path: e.field.split('.').fold(here.clone(), FieldPath::field),
             problem: e.problem,
         })?;
+        if let Some(c) = &p.capture {
+            let earlier = config.pipelines[..i]
+                .iter()
+                .position(|q| q.capture.as_ref().is_some_and(|d| d.path == c.path));
+            if let Some(j) = earlier {
+                return Err(Problem {
+                    path: here.clone().field("capture").field("path"),
+                    problem: format!(
+                        "{} is already the capture of pipelines[{j}]",
+                        c.path.display()
+                    ),
+                });
+            }
+        }
         if let Err(e) = Registry::build(&p.comparators) {
             return Err(registry_problem(
                 &p.comparators,
@@ -229,15 +280,18 @@ pub fn check(config: &DaemonConfig) -> Result<(), Problem> {
                 problem: format!("\"{}\" is already the name of pipelines[{j}]", p.name),
             });
         }
-        let mine = [
+        let mut mine = vec![
             ("primary_in", Some(&p.primary_in)),
             ("secondary_in", Some(&p.secondary_in)),
             ("outdev", Some(&p.outdev)),
             ("notify_dev", p.notify_dev.as_ref()),
         ];
+        if let Some(b) = &p.beacon {
+            mine.extend(b.endpoints().into_iter().map(|(f, e)| (f, Some(e))));
+        }
         for (role, endpoint) in mine {
             let Some(endpoint) = endpoint else { continue };
-            let path = here.clone().field(role);
+            let path = role.split('.').fold(here.clone(), FieldPath::field);
             if let Some((_, first)) = endpoints
                 .iter()
                 .find(|(e, _)| *e == endpoint && !e.is_ephemeral())
@@ -468,6 +522,83 @@ mod test {
     }
 
     #[test]
+    fn metrics_stay_on_loopback_unless_allowed() {
+        let with = |extra: &str| {
+            ONE.replace("compare_timeout: 0,", "").replacen(
+                "(\n    pipelines",
+                &format!("(\n    {extra}\n    pipelines"),
+                1,
+            )
+        };
+        let c = parse("t.ron", &with(r#"metrics: Some("127.0.0.1:9100"),"#)).expect("loopback");
+        assert_eq!(c.metrics.as_deref(), Some("127.0.0.1:9100"));
+        assert!(parse("t.ron", &with(r#"metrics: Some("[::1]:0"),"#)).is_ok());
+        assert_eq!(
+            error(&with(r#"metrics: Some("0.0.0.0:9100"),"#)),
+            "t.ron:2:14: metrics: 0.0.0.0:9100 is not a loopback address and the metrics \
+             endpoint has no authentication; set metrics_allow_remote: true to serve it there"
+        );
+        assert!(
+            parse(
+                "t.ron",
+                &with(r#"metrics: Some("0.0.0.0:9100"), metrics_allow_remote: true,"#)
+            )
+            .is_ok()
+        );
+        assert!(error(&with(r#"metrics: Some("localhost"),"#)).contains("expected IP:PORT"));
+    }
+
+    #[test]
+    fn capture_errors_point_into_the_capture() {
+        let text = ONE.replace(
+            "compare_timeout: 0,",
+            "capture: Some((path: \"/tmp/m.pcap\", max_bytes: 3)),",
+        );
+        assert_eq!(
+            error(&text),
+            "t.ron:8:60: pipelines[0].capture.max_bytes: must be at least 56 (a header and one \
+             record pair)"
+        );
+    }
+
+    #[test]
+    fn beacon_errors_point_into_the_beacon() {
+        let with = |beacon: &str| ONE.replace("compare_timeout: 0,", beacon);
+        let good = r#"beacon: Some((primary_in: "unix-connect:/b/p", secondary_in: "unix-connect:/b/s",
+            outdev: "unix-connect:/b/o", qmp: Some("unix-connect:/b/q"))),"#;
+        let c = parse("t.ron", &with(good)).expect("a valid beacon");
+        assert_eq!(
+            c.pipelines[0].beacon.as_ref().and_then(|b| b.qmp.clone()),
+            Some(Endpoint::UnixConnect("/b/q".into()))
+        );
+        assert_eq!(
+            error(&with(
+                &good.replace("unix-connect:/b/o", "unix-listen:/tmp/o")
+            )),
+            "t.ron:9:21: pipelines[0].beacon.outdev: is the same endpoint as outdev \
+             (unix-listen:/tmp/o)"
+        );
+        assert_eq!(
+            error(&with(&good.replace("unix-connect:/b/q", "tcp-conect:h:1"))),
+            "t.ron:9:47: pipelines[0].beacon.qmp: \"tcp-conect:h:1\": expected tcp-listen:HOST:PORT, \
+             tcp-connect:HOST:PORT, unix-listen:PATH or unix-connect:PATH"
+        );
+        assert_eq!(
+            error(&with(&format!(
+                "{good} notify_dev: Some(\"unix-listen:/tmp/n\"),"
+            ))),
+            "t.ron:8:21: pipelines[0].beacon: cannot be combined with notify_dev: in KVM COLO the \
+             beacon marks flushes and takes requests, notify_dev is Xen COLO's channel"
+        );
+        assert!(
+            error(&with(&good.replace("outdev: ", "outdv: ")))
+                .contains("pipelines[0].beacon.outdv: unknown field"),
+            "{}",
+            error(&with(&good.replace("outdev: ", "outdv: ")))
+        );
+    }
+
+    #[test]
     fn command_line_errors_name_the_option() {
         let mut p = PipelineConfig::new(
             "nic0",
@@ -477,8 +608,24 @@ mod test {
         );
         p.max_queue_size = 0;
         assert_eq!(
-            from_command_line(p).map(|_| ()).map_err(|e| e.to_string()),
+            from_command_line(p.clone())
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
             Err("command line: --max-queue-size: must be positive".into())
+        );
+        p.max_queue_size = 1;
+        p.beacon = Some(colo_actors::BeaconConfig {
+            primary_in: Endpoint::UnixConnect("/q".into()),
+            secondary_in: Endpoint::UnixConnect("/r".into()),
+            outdev: Endpoint::UnixListen("/c".into()),
+            qmp: None,
+        });
+        assert_eq!(
+            from_command_line(p).map(|_| ()).map_err(|e| e.to_string()),
+            Err(
+                "command line: --beacon-outdev: is the same endpoint as outdev (unix-listen:/c)"
+                    .into()
+            )
         );
     }
 }

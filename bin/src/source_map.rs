@@ -65,8 +65,20 @@ impl fmt::Display for FieldPath {
         }
         for (i, seg) in self.0.iter().enumerate() {
             match seg {
-                Segment::Field(name) if i == 0 => f.write_str(name)?,
-                Segment::Field(name) => write!(f, ".{name}")?,
+                Segment::Field(name) => {
+                    if i > 0 {
+                        f.write_str(".")?;
+                    }
+                    // A map key is shown as written, and it may hold a line break: escape
+                    // control characters so that an error naming the path stays one line.
+                    for c in name.chars() {
+                        if c.is_control() {
+                            write!(f, "{}", c.escape_default())?;
+                        } else {
+                            write!(f, "{c}")?;
+                        }
+                    }
+                }
                 Segment::Index(n) => write!(f, "[{n}]")?,
             }
         }
@@ -287,6 +299,13 @@ impl Parser<'_> {
                 ) {
                     let mut g = self.group(depth);
                     g.start = t.start;
+                    // `Some(x)` only wraps x: paths go through it, as serde reads it.
+                    if self.text.get(t.start..t.end) == Some("Some")
+                        && g.children.len() == 1
+                        && g.children[0].name.is_none()
+                    {
+                        g.children = g.children.remove(0).node.children;
+                    }
                     g
                 } else {
                     leaf(t.start, t.end)
@@ -671,6 +690,29 @@ mod test {
         let deep = "(".repeat(10_000);
         let map = SourceMap::new(&deep);
         assert_eq!(map.locate(&path(&["x"])), Position { line: 1, col: 1 });
+    }
+
+    #[test]
+    fn a_key_with_a_line_break_is_shown_on_one_line() {
+        // Found by the config_loader fuzz target: the key `(\n)` broke the error line.
+        let map = SourceMap::new("(s: {(\n): 1})");
+        let shown = map.path_at(Position { line: 2, col: 1 }).to_string();
+        assert_eq!(shown, "s.(\\n)");
+    }
+
+    #[test]
+    fn paths_go_through_some() {
+        let text = "(a: Some((b: 1, c: Some(\"x\"))), d: None)";
+        let map = SourceMap::new(text);
+        assert_eq!(
+            map.locate(&path(&["a", "c"])),
+            Position { line: 1, col: 20 }
+        );
+        assert_eq!(
+            map.path_at(Position { line: 1, col: 14 }).to_string(),
+            "a.b"
+        );
+        assert_eq!(map.locate(&path(&["a"])), Position { line: 1, col: 5 });
     }
 
     #[test]

@@ -73,7 +73,7 @@ fn cases() -> Vec<(&'static str, String, &'static str)> {
         (
             "unknown top-level field",
             edit("log: (level: \"info\"),", "logging: (level: \"info\"),"),
-            "bad.ron:2:5: logging: unknown field (expected one of: log, control_socket, pipelines)",
+            "bad.ron:2:5: logging: unknown field (expected one of: log, control_socket, metrics, metrics_allow_remote, pipelines)",
         ),
         (
             "misspelt pipeline field",
@@ -81,7 +81,7 @@ fn cases() -> Vec<(&'static str, String, &'static str)> {
             "bad.ron:10:13: pipelines[0].compare_timout: unknown field (expected one of: name, \
              primary_in, secondary_in, outdev, notify_dev, compare_timeout, expired_scan_cycle, \
              max_queue_size, vnet_hdr_support, max_held_bytes, max_connections, output_buffer, \
-             passthrough, comparators)",
+             passthrough, comparators, observe, capture, beacon)",
         ),
         (
             "required field missing",

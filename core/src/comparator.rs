@@ -185,7 +185,7 @@ impl Outcome<'_> {
             self.sink.count_match(self.comparator);
         }
         self.sink
-            .release(packet.frame, Some(*self.key), reason, packet.arrived);
+            .release_held(packet.frame, Some(*self.key), reason, packet.arrived);
     }
 
     /// Let go of a held secondary packet (it is never output).

@@ -23,13 +23,19 @@ pub struct TrackerConfig {
     /// `max_queue_size`, default 1024; as in QEMU a queue holds one more before it counts as
     /// full).
     pub max_queue_size: u32,
-    /// Bytes all held packets may take; past it new packets are dropped and counted
-    /// (D-LOSS-3). Default 256 MiB.
+    /// Bytes all held packets may take, each charged its DATA plus
+    /// [`crate::tracker::PACKET_OVERHEAD`] (and each connection beyond `max_connections`
+    /// [`crate::tracker::FLOW_OVERHEAD`]), so that it bounds memory; past it new packets are
+    /// dropped and counted (D-LOSS-3). Default 256 MiB.
     pub max_held_bytes: u64,
     /// Connections tracked before idle ones are evicted (D-LOSS-4). Default 65536.
     pub max_connections: u32,
     /// Extra classes of packets released uncompared.
     pub passthrough: Vec<PassthroughRule>,
+    /// Observe mode: compare and report everything, but release every primary packet on
+    /// arrival and never request a checkpoint; what protection would have done is counted
+    /// instead (see [`crate::Counters`]). Fixed for the life of a tracker.
+    pub observe: bool,
 }
 
 impl Default for TrackerConfig {
@@ -41,6 +47,7 @@ impl Default for TrackerConfig {
             max_held_bytes: 256 << 20,
             max_connections: 65536,
             passthrough: Vec::new(),
+            observe: false,
         }
     }
 }

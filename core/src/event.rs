@@ -29,11 +29,14 @@ pub enum ReleaseReason {
     ShutdownFlush,
     /// Released by failover, or passed through after it.
     Failover,
+    /// Observe mode: released on arrival. A copy is still compared; how that comparison ends
+    /// is counted in [`crate::Counters::would_release`].
+    Observed,
 }
 
 impl ReleaseReason {
     /// Number of distinct [`ReleaseReason::index`] values.
-    pub const COUNT: usize = 7;
+    pub const COUNT: usize = 8;
     /// The names of the reasons, by index.
     pub const NAMES: [&'static str; Self::COUNT] = [
         "matched",
@@ -43,6 +46,7 @@ impl ReleaseReason {
         "checkpoint-flush",
         "shutdown-flush",
         "failover",
+        "observed",
     ];
 
     /// A dense index for per-reason counters.
@@ -55,6 +59,7 @@ impl ReleaseReason {
             ReleaseReason::CheckpointFlush => 4,
             ReleaseReason::ShutdownFlush => 5,
             ReleaseReason::Failover => 6,
+            ReleaseReason::Observed => 7,
         }
     }
 
@@ -289,4 +294,7 @@ pub enum Event {
     },
     /// Ask the COLO controller for a checkpoint (`DO_CHECKPOINT`).
     Checkpoint(CheckpointReason),
+    /// Observe mode: a checkpoint protection would have requested. Nothing is sent; the
+    /// tracker flushes its copies as if the controller had answered at once.
+    WouldCheckpoint(CheckpointReason),
 }

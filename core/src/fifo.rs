@@ -66,7 +66,13 @@ impl<M: Matcher> FifoFlow<M> {
 
 impl<M: Matcher> FlowState for FifoFlow<M> {
     fn push(&mut self, side: Side, packet: Packet) {
-        self.queues[side.index()].push_back(packet);
+        let queue = &mut self.queues[side.index()];
+        // Most flows hold one packet per side at a time: room for one rather than the default
+        // four keeps the memory (and the cache footprint) of many flows small.
+        if queue.capacity() == 0 {
+            queue.reserve_exact(1);
+        }
+        queue.push_back(packet);
     }
 
     fn compare(&mut self, out: &mut Outcome<'_>) {
@@ -75,12 +81,25 @@ impl<M: Matcher> FlowState for FifoFlow<M> {
             let Some(first) = secondary.front() else {
                 return;
             };
-            let found = secondary
-                .iter()
-                .position(|s| self.matcher.compare(p, s) == Verdict::Same);
+            // The oldest candidate is nearly always the counterpart; its verdict also names the
+            // difference when nothing matches.
+            let verdict = self.matcher.compare(p, first);
+            let found = match verdict {
+                Verdict::Same => Some(0),
+                Verdict::Differ(_) => secondary
+                    .iter()
+                    .skip(1)
+                    .position(|s| self.matcher.compare(p, s) == Verdict::Same)
+                    .map(|i| i + 1),
+            };
             match found {
                 Some(i) => {
-                    let (Some(p), Some(s)) = (primary.pop_front(), secondary.remove(i)) else {
+                    let s = if i == 0 {
+                        secondary.pop_front()
+                    } else {
+                        secondary.remove(i)
+                    };
+                    let (Some(p), Some(s)) = (primary.pop_front(), s) else {
                         return;
                     };
                     out.release(p, ReleaseReason::Matched);
@@ -88,7 +107,7 @@ impl<M: Matcher> FlowState for FifoFlow<M> {
                 }
                 None => {
                     // Report against the oldest candidate: it is the one that should have matched.
-                    if let Verdict::Differ(diff) = self.matcher.compare(p, first) {
+                    if let Verdict::Differ(diff) = verdict {
                         out.mismatch(p, first, diff);
                     }
                     return;

@@ -4,6 +4,7 @@
 //! the primary's and the secondary's packets of one connection produce the same key.
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
 /// Which guest a packet came from.
@@ -70,7 +71,7 @@ pub enum L4Id {
 }
 
 /// The identity of one connection as colo-compare tracks it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowKey {
     /// Source IP address.
     pub src: IpAddr,
@@ -86,6 +87,36 @@ pub struct FlowKey {
     pub inner_vlan: Option<u16>,
     /// Whether this key is for IP fragments, which are compared apart from whole datagrams.
     pub fragment: bool,
+}
+
+/// An address as one word for hashing (IPv4 and IPv6 may share words: equality tells them
+/// apart).
+fn addr_word(a: &IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(a) => u128::from(a.to_bits()),
+        IpAddr::V6(a) => a.to_bits(),
+    }
+}
+
+/// The flow table hashes a key for every frame: three words hash several times faster than the
+/// derived walk over every field, enum tag and byte array. Equal keys give equal words.
+impl Hash for FlowKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let (tag, value) = match self.l4 {
+            L4Id::None => (0u64, 0u64),
+            L4Id::Ports { src, dst } => (1, u64::from(src) << 16 | u64::from(dst)),
+            L4Id::Spi(spi) => (2, u64::from(spi)),
+        };
+        let vlan = |v: Option<u16>| v.map_or(0, |id| u64::from(id) + 1);
+        let rest = u64::from(self.protocol)
+            | u64::from(self.fragment) << 8
+            | tag << 9
+            | value << 11
+            | vlan(self.vlan) << 43;
+        state.write_u128(addr_word(&self.src));
+        state.write_u128(addr_word(&self.dst));
+        state.write_u128(u128::from(rest) | u128::from(vlan(self.inner_vlan)) << 64);
+    }
 }
 
 impl FlowKey {
@@ -181,6 +212,72 @@ mod test {
             fragment: false,
         };
         assert_eq!(key.to_string(), "esp [::1] > [::1] spi 0x00000007");
+    }
+
+    #[test]
+    fn every_field_reaches_the_hash() {
+        use std::hash::BuildHasher;
+        let base = FlowKey {
+            src: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            dst: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+            protocol: 17,
+            l4: L4Id::Ports { src: 1, dst: 2 },
+            vlan: None,
+            inner_vlan: None,
+            fragment: false,
+        };
+        let variants = [
+            base,
+            FlowKey {
+                src: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3)),
+                ..base
+            },
+            FlowKey {
+                dst: IpAddr::V6(Ipv6Addr::LOCALHOST),
+                ..base
+            },
+            FlowKey {
+                protocol: 6,
+                ..base
+            },
+            FlowKey {
+                l4: L4Id::Ports { src: 2, dst: 1 },
+                ..base
+            },
+            FlowKey {
+                l4: L4Id::Spi(0x0001_0002),
+                ..base
+            },
+            FlowKey {
+                l4: L4Id::None,
+                ..base
+            },
+            FlowKey {
+                vlan: Some(0),
+                ..base
+            },
+            FlowKey {
+                vlan: Some(4095),
+                ..base
+            },
+            FlowKey {
+                inner_vlan: Some(0),
+                ..base
+            },
+            FlowKey {
+                fragment: true,
+                ..base
+            },
+        ];
+        let state = std::hash::RandomState::new();
+        let hashes: std::collections::HashSet<u64> =
+            variants.iter().map(|k| state.hash_one(k)).collect();
+        assert_eq!(
+            hashes.len(),
+            variants.len(),
+            "a field does not reach the hash"
+        );
+        assert_eq!(state.hash_one(base), state.hash_one(FlowKey { ..base }));
     }
 
     #[test]

@@ -115,6 +115,9 @@ pub struct Decoder {
     vnet: bool,
     max_len: u32,
     buf: BytesMut,
+    /// Complete frames (headers included) taken out of `buf` in one piece and not returned
+    /// yet: cutting frames from a frozen chunk is much cheaper than from the growing buffer.
+    ready: Bytes,
     failed: Option<FrameError>,
 }
 
@@ -130,6 +133,7 @@ impl Decoder {
             vnet,
             max_len,
             buf: BytesMut::new(),
+            ready: Bytes::new(),
             failed: None,
         }
     }
@@ -155,7 +159,7 @@ impl Decoder {
 
     /// Bytes received but not yet returned as frames.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.ready.len() + self.buf.len()
     }
 
     /// The next complete frame, `Ok(None)` when more bytes are needed.
@@ -166,46 +170,72 @@ impl Decoder {
         if let Some(err) = &self.failed {
             return Err(err.clone());
         }
-        let hlen = self.header_len();
-        if self.buf.len() < 4 {
+        if self.ready.is_empty() {
+            self.take_complete()?;
+        }
+        if self.ready.len() < 4 {
             return Ok(None);
         }
-        let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
-        if len > self.max_len {
-            let err = FrameError::Oversized {
-                len,
-                max: self.max_len,
-            };
-            self.failed = Some(err.clone());
-            self.buf = BytesMut::new();
-            return Err(err);
-        }
-        // `len <= max_len <= u32::MAX` always fits in usize on the platforms QEMU runs on.
-        let need = hlen + len as usize;
-        if self.buf.len() < need {
-            self.buf.reserve(need - self.buf.len());
-            return Ok(None);
-        }
-        self.buf.advance(4);
-        let vnet_len = if self.vnet { self.buf.get_u32() } else { 0 };
+        // `take_complete` checked every frame in `ready`: its header and DATA are all there.
+        let len = self.ready.get_u32() as usize;
+        let vnet_len = if self.vnet { self.ready.get_u32() } else { 0 };
         if len == 0 {
             return Ok(Some(Decoded::Empty));
         }
-        let data = self.buf.split_to(len as usize).freeze();
+        let data = self.ready.split_to(len.min(self.ready.len()));
         Ok(Some(Decoded::Frame(Frame { vnet_len, data })))
+    }
+
+    /// Moves every complete frame at the front of `buf` into `ready`; fails at an oversized
+    /// length, once the frames before it have been taken.
+    fn take_complete(&mut self) -> Result<(), FrameError> {
+        let hlen = self.header_len();
+        let mut at = 0;
+        while let Some(h) = self.buf.get(at..at + 4) {
+            let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
+            if len > self.max_len {
+                if at > 0 {
+                    break;
+                }
+                let err = FrameError::Oversized {
+                    len,
+                    max: self.max_len,
+                };
+                self.failed = Some(err.clone());
+                self.buf = BytesMut::new();
+                return Err(err);
+            }
+            // `len <= max_len <= u32::MAX` always fits in usize on the platforms QEMU runs on.
+            let need = hlen + len as usize;
+            let have = self.buf.len() - at;
+            if have < need {
+                if at == 0 {
+                    self.buf.reserve(need - have);
+                }
+                break;
+            }
+            at += need;
+        }
+        if at > 0 {
+            self.ready = self.buf.split_to(at).freeze();
+        }
+        Ok(())
     }
 
     /// Checks the stream at end of file: an error if it stopped mid-frame.
     pub fn finish(&self) -> Result<(), FrameError> {
-        if self.failed.is_some() || self.buf.is_empty() {
+        if self.failed.is_some() || self.buffered() == 0 {
             return Ok(());
         }
-        let have = self.buf.len();
-        let need = if have >= 4 {
-            let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
-            self.header_len() + len as usize
+        let have = self.buffered();
+        let first = if self.ready.is_empty() {
+            &self.buf[..]
         } else {
-            self.header_len()
+            &self.ready[..]
+        };
+        let need = match first {
+            [a, b, c, d, ..] => self.header_len() + u32::from_be_bytes([*a, *b, *c, *d]) as usize,
+            _ => self.header_len(),
         };
         Err(FrameError::Truncated { have, need })
     }

@@ -12,7 +12,7 @@ const SUB: usize = 1 << SUB_BITS;
 const BUCKETS: usize = SUB + (64 - SUB_BITS as usize) * SUB;
 
 /// Counts of durations in log-linear buckets.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Histogram {
     buckets: Box<[u64; BUCKETS]>,
     count: u64,
@@ -28,6 +28,29 @@ impl Default for Histogram {
             sum_us: 0,
             max_us: 0,
         }
+    }
+}
+
+/// Copies are made often (the daemon publishes its counters after every batch), so a copy
+/// moves only the buckets up to the largest value instead of all of them: every bucket above
+/// that one is empty.
+impl Clone for Histogram {
+    fn clone(&self) -> Self {
+        let mut h = Histogram::default();
+        h.clone_from(self);
+        h
+    }
+
+    fn clone_from(&mut self, source: &Self) {
+        let used = |h: &Histogram| if h.count == 0 { 0 } else { index(h.max_us) + 1 };
+        let (theirs, ours) = (used(source), used(self));
+        self.buckets[..theirs].copy_from_slice(&source.buckets[..theirs]);
+        if ours > theirs {
+            self.buckets[theirs..ours].fill(0);
+        }
+        self.count = source.count;
+        self.sum_us = source.sum_us;
+        self.max_us = source.max_us;
     }
 }
 
@@ -163,5 +186,25 @@ mod test {
         assert_eq!(m.count(), 12);
         assert_eq!(m.sum(), h.sum() * 2);
         assert_eq!(Histogram::default().percentile(0.5), None);
+    }
+
+    #[test]
+    fn a_copy_over_a_larger_histogram_forgets_its_values() {
+        let mut big = Histogram::default();
+        for us in [5u64, 70_000, 9_000_000] {
+            big.record(Duration::from_micros(us));
+        }
+        let mut small = Histogram::default();
+        small.record(Duration::from_micros(3));
+        small.record(Duration::from_micros(300));
+        let mut copy = big.clone();
+        assert_eq!(copy, big);
+        copy.clone_from(&small);
+        assert_eq!(copy, small);
+        assert_eq!(copy.count_below(Duration::from_secs(100)), 2);
+        copy.clone_from(&Histogram::default());
+        assert_eq!(copy, Histogram::default());
+        copy.clone_from(&big);
+        assert_eq!(copy, big);
     }
 }

@@ -15,12 +15,18 @@
 //! drain [`Tracker::poll_event`] and ask [`Tracker::poll_timeout`] when to call
 //! [`Tracker::handle_timeout`] next.
 
+// No panic reachable from input: unwrap and expect only in tests (the workspace warns).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod beacon;
 pub mod comparator;
 pub mod config;
 pub mod counters;
 pub mod event;
+mod fastpath;
 pub mod fifo;
 pub mod flow;
+mod flow_index;
 pub mod frame;
 pub mod histogram;
 pub mod packet;

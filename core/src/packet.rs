@@ -108,6 +108,8 @@ pub enum Uncompared {
     Passthrough,
     /// No enabled comparator claims the packet (the IP fallback was disabled).
     NoComparator,
+    /// Observe mode: the memory budget leaves no room for the copy that would be compared.
+    OverBudget,
 }
 
 impl Uncompared {
@@ -121,6 +123,7 @@ impl Uncompared {
             Uncompared::TruncatedL4 { .. } => "truncated-l4",
             Uncompared::Passthrough => "passthrough",
             Uncompared::NoComparator => "no-comparator",
+            Uncompared::OverBudget => "over-budget",
         }
     }
 }
@@ -139,6 +142,9 @@ impl fmt::Display for Uncompared {
             }
             Uncompared::Passthrough => f.write_str("matched a passthrough rule"),
             Uncompared::NoComparator => f.write_str("no comparator claims it"),
+            Uncompared::OverBudget => {
+                f.write_str("no room in the memory budget for a copy to compare (observe mode)")
+            }
         }
     }
 }
@@ -160,6 +166,16 @@ fn offset_in(base: &[u8], inner: &[u8]) -> u32 {
 
 /// Classifies `frame` (QEMU's §4.1 with IPv6 and VLAN support, D-L3-1, D-FRAG-1, D-TCP-1).
 pub fn classify(frame: &Frame) -> Classified {
+    if frame.vnet_len <= MAX_VNET_HDR && frame.ethernet().len() >= MIN_ETHERNET {
+        if let Some(meta) = crate::fastpath::classify_plain(&frame.data, frame.vnet_len as usize) {
+            return Classified::Comparable(meta);
+        }
+    }
+    classify_general(frame)
+}
+
+/// The general classifier: every frame the fast path ([`crate::fastpath`]) does not take.
+pub(crate) fn classify_general(frame: &Frame) -> Classified {
     use Classified::Uncompared as U;
     if frame.vnet_len > MAX_VNET_HDR {
         return U(Uncompared::BadVnetHeader {

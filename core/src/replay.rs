@@ -64,6 +64,8 @@ pub struct CheckpointRecord {
     pub field: Option<&'static str>,
     /// The whole reason as one line.
     pub detail: String,
+    /// Observe mode: protection would have requested it; nothing was requested.
+    pub would_be: bool,
 }
 
 /// Held-time percentiles in milliseconds.
@@ -90,7 +92,12 @@ pub struct ReplayReport {
     pub dropped: BTreeMap<&'static str, BTreeMap<&'static str, u64>>,
     /// Every checkpoint request, in order.
     pub checkpoints: Vec<CheckpointRecord>,
-    /// Primary frames still held at the end and released by the final flush.
+    /// Observe mode: how the comparisons of primary frames released on arrival ended, by the
+    /// reason protection would have released them for (the final flush excluded).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub would_release: BTreeMap<&'static str, u64>,
+    /// Primary frames still held at the end and released by the final flush (in observe mode:
+    /// copies whose comparison the end of the captures cut short).
     pub flushed_at_end: u64,
     /// How long released primary frames were held (final flush excluded).
     pub held_ms: HeldPercentiles,
@@ -155,10 +162,16 @@ pub fn replay(
     while tracker.poll_event().is_some() {}
     let end = tracker.counters();
     let flush = ReleaseReason::CheckpointFlush.index();
-    report.flushed_at_end = end.released[flush] - before_end.released[flush];
+    report.flushed_at_end = (end.released[flush] - before_end.released[flush])
+        + (end.would_release[flush] - before_end.would_release[flush]);
     for (i, name) in ReleaseReason::NAMES.iter().enumerate() {
         if before_end.released[i] > 0 {
             report.released.insert(name, before_end.released[i]);
+        }
+        if before_end.would_release[i] > 0 {
+            report
+                .would_release
+                .insert(name, before_end.would_release[i]);
         }
     }
     for side in Side::BOTH {
@@ -192,26 +205,31 @@ fn collect(
 ) {
     let mut requested = false;
     while let Some(event) = tracker.poll_event() {
-        if let Event::Checkpoint(reason) = event {
-            requested = true;
-            let (comparator, offset, field) = match &reason {
-                CheckpointReason::Mismatch(m) => (
-                    Some(m.comparator),
-                    Some(m.difference.offset),
-                    Some(m.difference.field),
-                ),
-                _ => (None, None, None),
-            };
-            report.checkpoints.push(CheckpointRecord {
-                reason: reason.name(),
-                flow: reason.flow().map(|f| f.to_string()),
-                time_ms: ms(now.as_micros().saturating_sub(origin.as_micros())),
-                comparator,
-                offset,
-                field,
-                detail: reason.to_string(),
-            });
-        }
+        let (reason, would_be) = match event {
+            Event::Checkpoint(reason) => (reason, false),
+            // The tracker answers would-be requests itself: no flush here.
+            Event::WouldCheckpoint(reason) => (reason, true),
+            Event::Release { .. } | Event::Drop { .. } => continue,
+        };
+        requested |= !would_be;
+        let (comparator, offset, field) = match &reason {
+            CheckpointReason::Mismatch(m) => (
+                Some(m.comparator),
+                Some(m.difference.offset),
+                Some(m.difference.field),
+            ),
+            _ => (None, None, None),
+        };
+        report.checkpoints.push(CheckpointRecord {
+            reason: reason.name(),
+            flow: reason.flow().map(|f| f.to_string()),
+            time_ms: ms(now.as_micros().saturating_sub(origin.as_micros())),
+            comparator,
+            offset,
+            field,
+            detail: reason.to_string(),
+            would_be,
+        });
     }
     if requested && options.flush_on_request {
         tracker.handle_checkpoint(now);

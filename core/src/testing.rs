@@ -16,6 +16,10 @@
 //! assert_eq!(h.secondary(frame.clone()).released(), vec![(frame, ReleaseReason::Matched)]);
 //! ```
 
+// A test harness: a refused section or registry is a broken test, reported by panicking
+// (documented on each function), never input from a peer.
+#![allow(clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::sync::Arc;

@@ -12,25 +12,33 @@
 //! instead of wiping everything (D-LOSS-4), only a global byte budget can make it drop, and the
 //! counters always add up (D-LOSS-5).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::comparator::{Difference, FlowState, Outcome};
-use crate::config::TrackerConfig;
+use crate::config::{ConfigError, TrackerConfig};
 use crate::counters::{ComparatorCounters, Counters};
 use crate::event::{CheckpointReason, DropReason, Event, Mismatch, ReleaseReason};
 use crate::flow::{FlowKey, Side};
+use crate::flow_index::FlowIndex;
 use crate::frame::Frame;
-use crate::packet::{Packet, Uncompared};
+use crate::packet::{Classified, Packet, Uncompared, classify};
 use crate::registry::Registry;
 use crate::time::Timestamp;
 
 /// Where decisions are recorded: the event queue and the counters, updated together.
+///
+/// Observe mode is decided here too, at the one place each decision passes: a held primary
+/// packet's release becomes a would-be release (its frame went out on arrival) and a
+/// checkpoint request a would-be one, followed by a flush as if it had been answered.
 pub(crate) struct Sink {
     pub(crate) now: Timestamp,
     events: VecDeque<Event>,
     counters: Counters,
     names: Vec<&'static str>,
+    observe: bool,
+    /// Observe mode: a would-be checkpoint was requested; flush before the input returns.
+    flush_due: bool,
 }
 
 impl Sink {
@@ -43,13 +51,34 @@ impl Sink {
     ) {
         self.counters.released[reason.index()] += 1;
         let held = self.now.saturating_since(arrived);
-        self.counters.held_time.record(held);
+        // In observe mode the held-time histogram records the would-be hold instead.
+        if reason != ReleaseReason::Observed {
+            self.counters.held_time.record(held);
+        }
         self.events.push_back(Event::Release {
             frame,
             reason,
             flow,
             held,
         });
+    }
+
+    /// A held primary packet leaves its queue: released, or in observe mode (where it went out
+    /// on arrival) counted as what protection would have done.
+    pub(crate) fn release_held(
+        &mut self,
+        frame: Frame,
+        flow: Option<FlowKey>,
+        reason: ReleaseReason,
+        arrived: Timestamp,
+    ) {
+        if self.observe {
+            self.counters.would_release[reason.index()] += 1;
+            let held = self.now.saturating_since(arrived);
+            self.counters.held_time.record(held);
+        } else {
+            self.release(frame, flow, reason, arrived);
+        }
     }
 
     pub(crate) fn drop_packet(
@@ -96,8 +125,14 @@ impl Sink {
     }
 
     fn checkpoint(&mut self, reason: CheckpointReason) {
-        self.counters.checkpoints[reason.index()] += 1;
-        self.events.push_back(Event::Checkpoint(reason));
+        if self.observe {
+            self.counters.would_checkpoints[reason.index()] += 1;
+            self.events.push_back(Event::WouldCheckpoint(reason));
+            self.flush_due = true;
+        } else {
+            self.counters.checkpoints[reason.index()] += 1;
+            self.events.push_back(Event::Checkpoint(reason));
+        }
     }
 }
 
@@ -145,14 +180,20 @@ impl Flush {
     }
 }
 
-type FlowMap = HashMap<FlowKey, u32, foldhash::fast::RandomState>;
+/// Memory a held packet takes besides its DATA (its queue entry and buffer bookkeeping),
+/// charged to the budget; measured at under 230 bytes for TCP and UDP queues.
+pub const PACKET_OVERHEAD: u64 = 256;
+
+/// Memory a connection's entry and comparator state take, charged to the budget for every
+/// connection beyond `max_connections`; measured at under 800 bytes (TCP).
+pub const FLOW_OVERHEAD: u64 = 1024;
 
 /// The comparison engine of one pipeline.
 pub struct Tracker {
     config: TrackerConfig,
     registry: Arc<Registry>,
     sink: Sink,
-    index: FlowMap,
+    index: FlowIndex,
     slots: Vec<Option<Flow>>,
     free: Vec<u32>,
     /// Flows that became empty, oldest first: the eviction candidates (entries may be stale).
@@ -180,6 +221,7 @@ impl Tracker {
             })
             .collect();
         let names = registry.entries().iter().map(|e| e.name).collect();
+        let observe = config.observe;
         Tracker {
             config: Self::clamp(config),
             registry,
@@ -191,8 +233,10 @@ impl Tracker {
                     ..Default::default()
                 },
                 names,
+                observe,
+                flush_due: false,
             },
-            index: FlowMap::default(),
+            index: FlowIndex::default(),
             slots: Vec::new(),
             free: Vec::new(),
             idle: VecDeque::new(),
@@ -219,9 +263,18 @@ impl Tracker {
     }
 
     /// Replaces the settings; held packets and flows are kept. Takes effect from the next
-    /// input (timeouts at the next scan, as QEMU's `qom-set`).
-    pub fn set_config(&mut self, config: TrackerConfig) {
+    /// input (timeouts at the next scan, as QEMU's `qom-set`). `observe` cannot change: the
+    /// copies held in observe mode were already released, and protection would release them
+    /// again.
+    pub fn set_config(&mut self, config: TrackerConfig) -> Result<(), ConfigError> {
+        if config.observe != self.config.observe {
+            return Err(ConfigError {
+                field: "observe",
+                problem: "cannot change while running (held copies were already released); restart to switch".into(),
+            });
+        }
         self.config = Self::clamp(config);
+        Ok(())
     }
 
     /// The counters.
@@ -297,6 +350,19 @@ impl Tracker {
 
     /// One frame arrived from `side` at `now`.
     pub fn handle_frame(&mut self, side: Side, frame: Frame, now: Timestamp) {
+        self.frame(side, frame, now);
+        self.answer_would_be_checkpoint();
+    }
+
+    /// Observe mode: flushes after a would-be checkpoint, as an answering controller would,
+    /// so that copies do not pile up behind a mismatch.
+    fn answer_would_be_checkpoint(&mut self) {
+        if std::mem::take(&mut self.sink.flush_due) {
+            self.flush(Flush::Checkpoint);
+        }
+    }
+
+    fn frame(&mut self, side: Side, frame: Frame, now: Timestamp) {
         self.sink.now = now;
         let c = &mut self.sink.counters;
         c.received[side.index()] += 1;
@@ -310,19 +376,27 @@ impl Tracker {
             }
             return;
         }
-        let packet = match Packet::parse(frame, now) {
-            Ok(p) if self.config.passthrough.iter().any(|r| r.matches(&p.meta)) => {
-                let key = p.meta.key;
-                return self.uncompared(side, p.frame, Some(key), Uncompared::Passthrough);
-            }
-            Ok(p) => p,
-            Err((frame, why)) => return self.uncompared(side, frame, None, why),
+        // The packet is built only where it is queued: moving it through every step would copy
+        // it each time.
+        let meta = match classify(&frame) {
+            Classified::Comparable(m) => m,
+            Classified::Uncompared(why) => return self.uncompared(side, frame, None, why),
         };
-        let Some(slot) = self.flow_for(&packet.meta.key) else {
-            let key = packet.meta.key;
-            return self.uncompared(side, packet.frame, Some(key), Uncompared::NoComparator);
+        if self.config.passthrough.iter().any(|r| r.matches(&meta)) {
+            return self.uncompared(side, frame, Some(meta.key), Uncompared::Passthrough);
+        }
+        let Some(slot) = self.flow_for(&meta.key) else {
+            return self.uncompared(side, frame, Some(meta.key), Uncompared::NoComparator);
         };
-        self.admit(slot, side, packet);
+        self.admit(
+            slot,
+            side,
+            Packet {
+                frame,
+                meta,
+                arrived: now,
+            },
+        );
     }
 
     fn uncompared(&mut self, side: Side, frame: Frame, flow: Option<FlowKey>, why: Uncompared) {
@@ -341,7 +415,11 @@ impl Tracker {
 
     /// The slot of the flow for `key`, created if needed; `None` when no comparator claims it.
     fn flow_for(&mut self, key: &FlowKey) -> Option<u32> {
-        if let Some(&slot) = self.index.get(key) {
+        let slots = &self.slots;
+        if let Some(slot) = self
+            .index
+            .get(key, |s| slots.get(s as usize)?.as_ref().map(|f| &f.key))
+        {
             return Some(slot);
         }
         let comparator = self.registry.select(key)?;
@@ -370,7 +448,10 @@ impl Tracker {
                 u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
             }
         };
-        self.index.insert(*key, slot);
+        let slots = &self.slots;
+        self.index.insert(key, slot, |s| {
+            slots.get(s as usize)?.as_ref().map(|f| &f.key)
+        });
         let c = &mut self.sink.counters;
         c.flows = self.index.len() as u64;
         c.flows_created += 1;
@@ -387,7 +468,7 @@ impl Tracker {
                 Some(Some(f)) if f.idle_stamp == stamp && f.is_empty() => f.key,
                 _ => continue,
             };
-            self.index.remove(&victim);
+            self.index.remove(&victim, slot);
             self.slots[slot as usize] = None;
             self.free.push(slot);
             self.sink.counters.flows_evicted += 1;
@@ -397,19 +478,50 @@ impl Tracker {
         false
     }
 
+    /// Whether holding one more packet of `len` bytes would exceed the memory budget
+    /// (D-LOSS-3). The budget bounds memory, not just DATA: every held packet is charged
+    /// [`PACKET_OVERHEAD`] on top of its DATA, and every connection beyond `max_connections`
+    /// (there are such only while every connection holds packets) [`FLOW_OVERHEAD`]. The
+    /// connections up to `max_connections` are the fixed cost of the table.
+    fn over_budget(&self, len: u64) -> bool {
+        let c = &self.sink.counters;
+        let packets = c.held[0] + c.held[1] + 1;
+        let extra_flows = c
+            .flows
+            .saturating_sub(u64::from(self.config.max_connections));
+        let charged = c
+            .held_bytes
+            .saturating_add(len)
+            .saturating_add(packets.saturating_mul(PACKET_OVERHEAD))
+            .saturating_add(extra_flows.saturating_mul(FLOW_OVERHEAD));
+        charged > self.config.max_held_bytes
+    }
+
     fn admit(&mut self, slot: u32, side: Side, packet: Packet) {
+        let len = packet.len() as u64;
+        let over_budget = self.over_budget(len);
         let Some(Some(flow)) = self.slots.get_mut(slot as usize) else {
             return;
         };
-        let len = packet.len() as u64;
         let held_bytes = self.sink.counters.held_bytes;
-        if held_bytes.saturating_add(len) > self.config.max_held_bytes {
-            let key = flow.key;
-            self.sink
-                .drop_packet(side, packet.frame, Some(key), DropReason::OverBudget);
+        let observed = self.config.observe && side == Side::Primary;
+        if over_budget {
+            let key = Some(flow.key);
+            if observed {
+                let why = ReleaseReason::Uncompared(Uncompared::OverBudget);
+                self.sink.release(packet.frame, key, why, packet.arrived);
+            } else {
+                self.sink
+                    .drop_packet(side, packet.frame, key, DropReason::OverBudget);
+            }
             self.sink
                 .checkpoint(CheckpointReason::OverBudget { held_bytes });
         } else {
+            if observed {
+                let (frame, key) = (packet.frame.clone(), Some(flow.key));
+                self.sink
+                    .release(frame, key, ReleaseReason::Observed, packet.arrived);
+            }
             let held = flow.held[side.index()] + 1;
             if held > self.config.max_queue_size + 1 {
                 let key = flow.key;
@@ -499,6 +611,7 @@ impl Tracker {
             self.sink
                 .checkpoint(CheckpointReason::Timeout { flow, side, age });
         }
+        self.answer_would_be_checkpoint();
     }
 
     /// A checkpoint happened (`COLO_CHECKPOINT`): release every held primary packet and drop
@@ -518,7 +631,8 @@ impl Tracker {
         self.failed_over = true;
     }
 
-    /// Orderly shutdown (D-LOSS-1): releases every held primary packet and returns how many.
+    /// Orderly shutdown (D-LOSS-1): releases every held primary packet and returns how many
+    /// (none in observe mode, where they went out on arrival).
     pub fn drain(&mut self, now: Timestamp) -> u64 {
         self.sink.now = now;
         let before = self.sink.counters.released[ReleaseReason::ShutdownFlush.index()];
@@ -553,7 +667,10 @@ impl Tracker {
                     c.held_bytes = c.held_bytes.saturating_sub(len);
                     let key = Some(p.meta.key);
                     match side {
-                        Side::Primary => self.sink.release(p.frame, key, how.release(), p.arrived),
+                        Side::Primary => {
+                            self.sink
+                                .release_held(p.frame, key, how.release(), p.arrived)
+                        }
                         Side::Secondary => self.sink.drop_packet(side, p.frame, key, how.drop()),
                     }
                 }
@@ -804,7 +921,7 @@ mod test {
     fn over_budget_packets_are_dropped_and_counted() {
         let frame_len = udp(1, &[0]).len() as u64;
         let mut t = tracker(TrackerConfig {
-            max_held_bytes: 2 * frame_len,
+            max_held_bytes: 2 * (frame_len + PACKET_OVERHEAD),
             ..Default::default()
         });
         for i in 0..4u8 {
@@ -815,6 +932,32 @@ mod test {
         assert_eq!(t.counters().dropped[0][DropReason::OverBudget.index()], 2);
         assert_eq!(t.counters().held_bytes, 2 * frame_len);
         t.counters().check().expect("identity");
+    }
+
+    #[test]
+    fn the_budget_charges_packet_and_extra_connection_overheads() {
+        // Found by the flood tests: counting DATA alone let 47-byte frames on a million
+        // connections take 19 times the budget.
+        let len = udp(1, &[0]).len() as u64;
+        for (spare, admitted) in [(0, true), (-1, false)] {
+            let mut t = tracker(TrackerConfig {
+                max_connections: 1,
+                max_held_bytes: (2 * (len + PACKET_OVERHEAD) + FLOW_OVERHEAD)
+                    .saturating_add_signed(spare),
+                ..Default::default()
+            });
+            t.handle_frame(Side::Primary, udp(1, &[0]), ms(0));
+            // A second connection while the only one is busy: beyond the table, so it is
+            // charged its own overhead as well.
+            t.handle_frame(Side::Primary, udp(2, &[0]), ms(0));
+            let want = if admitted { [2, 0] } else { [1, 0] };
+            assert_eq!(t.counters().held, want, "spare {spare}");
+            assert_eq!(
+                t.counters().dropped[0][DropReason::OverBudget.index()],
+                u64::from(!admitted)
+            );
+            t.counters().check().expect("identity");
+        }
     }
 
     #[test]
@@ -922,5 +1065,121 @@ mod test {
         assert_eq!(flows[1].held, [0, 1]);
         assert_eq!(flows[1].oldest, Some(ms(2)));
         assert_eq!(flows[0].comparator, "equal");
+    }
+
+    fn observing() -> Tracker {
+        tracker(TrackerConfig {
+            observe: true,
+            compare_timeout: 400,
+            expired_scan_cycle: 100,
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn observe_releases_on_arrival_and_counts_what_protection_would_do() {
+        let mut t = observing();
+        t.handle_frame(Side::Primary, udp(1, b"abc"), ms(10));
+        let ev = events(&mut t);
+        assert_eq!(released(&ev)[0].1, ReleaseReason::Observed);
+        assert_eq!(t.counters().held, [1, 0]);
+        assert_eq!(t.counters().observed_held(), 1);
+        t.counters().check().expect("identity with a copy held");
+        t.handle_frame(Side::Secondary, udp(1, b"abc"), ms(13));
+        let ev = events(&mut t);
+        assert!(released(&ev).is_empty(), "released twice: {ev:?}");
+        let c = t.counters();
+        assert_eq!(c.would_release[ReleaseReason::Matched.index()], 1);
+        assert_eq!(c.comparators[0].matched, 1);
+        assert_eq!(c.held_time.max(), Duration::from_millis(3));
+        assert_eq!((c.held, c.observed_held()), ([0, 0], 0));
+        c.check().expect("identity");
+    }
+
+    #[test]
+    fn observe_never_requests_a_checkpoint_and_flushes_as_if_answered() {
+        let mut t = observing();
+        t.handle_frame(Side::Primary, udp(1, b"abc"), ms(0));
+        t.handle_frame(Side::Secondary, udp(1, b"abd"), ms(1));
+        let ev = events(&mut t);
+        assert!(checkpoints(&ev).is_empty());
+        assert!(matches!(
+            ev.iter().find(|e| matches!(e, Event::WouldCheckpoint(_))),
+            Some(Event::WouldCheckpoint(CheckpointReason::Mismatch(_)))
+        ));
+        let c = t.counters();
+        assert_eq!(c.checkpoints_total(), 0);
+        assert_eq!(c.would_checkpoints[0], 1);
+        assert_eq!(c.would_release[ReleaseReason::CheckpointFlush.index()], 1);
+        assert_eq!(c.held, [0, 0]);
+        c.check().expect("identity");
+        // A lonely packet times out on the scan grid: one would-be request, then it is gone.
+        t.handle_frame(Side::Primary, udp(2, b"lonely"), ms(2));
+        let mut reasons = Vec::new();
+        while let Some(due) = t.poll_timeout() {
+            t.handle_timeout(due);
+            reasons.extend(events(&mut t).into_iter().filter_map(|e| match e {
+                Event::WouldCheckpoint(r) => Some(r.name()),
+                _ => None,
+            }));
+        }
+        assert_eq!(reasons, vec!["timeout"]);
+        assert_eq!(t.counters().released[ReleaseReason::Observed.index()], 2);
+        t.counters().check().expect("identity");
+    }
+
+    #[test]
+    fn observe_over_budget_releases_uncompared_and_drains_nothing() {
+        let len = udp(1, &[0]).len() as u64;
+        let mut t = tracker(TrackerConfig {
+            observe: true,
+            max_held_bytes: len + PACKET_OVERHEAD,
+            ..Default::default()
+        });
+        t.handle_frame(Side::Primary, udp(1, &[0]), ms(0));
+        t.handle_frame(Side::Primary, udp(1, &[1]), ms(0));
+        let rel = released(&events(&mut t));
+        assert_eq!(rel.len(), 2);
+        assert_eq!(rel[1].1, ReleaseReason::Uncompared(Uncompared::OverBudget));
+        assert_eq!(t.counters().dropped_total(Side::Primary), 0);
+        assert_eq!(t.counters().would_checkpoints[4], 1);
+        // The would-be request was answered at once: the first copy is settled by its flush.
+        assert_eq!(
+            t.counters().would_release[ReleaseReason::CheckpointFlush.index()],
+            1
+        );
+        t.handle_frame(Side::Primary, udp(1, &[2]), ms(1));
+        assert_eq!(released(&events(&mut t)).len(), 1);
+        assert_eq!(t.drain(ms(2)), 0);
+        assert!(released(&events(&mut t)).is_empty());
+        let c = t.counters();
+        assert_eq!(c.would_release[ReleaseReason::ShutdownFlush.index()], 1);
+        c.check().expect("identity");
+    }
+
+    #[test]
+    fn observe_cannot_be_switched_on_a_running_tracker() {
+        let mut t = tracker(TrackerConfig::default());
+        let err = t.set_config(TrackerConfig {
+            observe: true,
+            ..Default::default()
+        });
+        assert_eq!(err.map_err(|e| e.field), Err("observe"));
+        assert!(!t.config().observe);
+        t.set_config(TrackerConfig {
+            compare_timeout: 5,
+            ..Default::default()
+        })
+        .expect("other settings change");
+        assert_eq!(t.config().compare_timeout, 5);
+    }
+
+    #[test]
+    fn the_identity_catches_a_copy_counted_twice() {
+        let mut t = observing();
+        t.handle_frame(Side::Primary, udp(1, b"abc"), ms(0));
+        let mut c = t.counters().clone();
+        c.would_release[0] += 1;
+        assert!(c.check().is_err());
     }
 }

@@ -27,6 +27,9 @@
 //! assert_eq!(linked, ["icmp", "ip", "tcp", "udp"]);
 //! ```
 
+// No panic reachable from input: unwrap and expect only in tests (the workspace warns).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod datagram;
 pub mod icmp;
 pub mod ip;

@@ -218,6 +218,11 @@ impl TcpFlow {
             .iter()
             .rposition(|q| !after(q.seq, segment.seq))
             .map_or(0, |i| i + 1);
+        // Room for one segment rather than the default four when a queue first fills: most
+        // connections hold few segments at a time, and many connections must stay small.
+        if queue.capacity() == 0 {
+            queue.reserve_exact(1);
+        }
         queue.insert(at, segment);
     }
 }

@@ -5,14 +5,19 @@
 //! number or flow patched in), so the difference between `*_pair` and `*_parse_only` is the
 //! cost of flow lookup, queueing, comparison and emitting the events.
 //!
+//! `*_100k_flows` spreads the pairs over 100 000 flows, where the flow table no longer fits in
+//! the caches; `decode_*` is the frame decoder alone, per frame of a 64 KiB read. The whole
+//! daemon is measured by `tests/bench/run.sh`.
+//!
 //! Run: `cargo bench -p colo-tests --bench engine` (add `-- --sample-count 10` for a short run).
 
 use std::sync::Arc;
 
 use bytes::Bytes;
+use colo_core::frame::encode;
 use colo_core::packet::classify;
 use colo_core::registry::{ComparatorsConfig, Registry};
-use colo_core::{Frame, Side, Timestamp, Tracker, TrackerConfig};
+use colo_core::{Decoded, Decoder, Frame, Side, Timestamp, Tracker, TrackerConfig};
 use colo_protocols as _;
 use etherparse::PacketBuilder;
 
@@ -46,9 +51,19 @@ fn tcp_template() -> Vec<u8> {
 
 /// A 64-byte (60 + 4 length bytes on the wire) UDP frame on flow `i % FLOWS`.
 fn udp_frame(template: &[u8], i: u64) -> Frame {
+    udp_frame_of(template, i % u64::from(FLOWS))
+}
+
+/// The same frame on flow `i % 100 000` (the flow number in the source address and port).
+fn udp_frame_100k(template: &[u8], i: u64) -> Frame {
+    udp_frame_of(template, i % 100_000)
+}
+
+fn udp_frame_of(template: &[u8], flow: u64) -> Frame {
     let mut v = template.to_vec();
-    let port = 1000 + (i % u64::from(FLOWS)) as u16;
+    let port = 1000 + (flow % 50_000) as u16;
     v[34..36].copy_from_slice(&port.to_be_bytes());
+    v[28..30].copy_from_slice(&((flow / 50_000) as u16).to_be_bytes());
     Frame::new(Bytes::from(v))
 }
 
@@ -62,11 +77,11 @@ fn tcp_frame(template: &[u8], n: u64) -> Frame {
 
 fn tracker() -> Tracker {
     let registry = Registry::build(&ComparatorsConfig::default()).expect("registry");
-    Tracker::new(
-        TrackerConfig::default(),
-        Arc::new(registry),
-        Timestamp::ZERO,
-    )
+    let config = TrackerConfig {
+        max_connections: 262_144,
+        ..TrackerConfig::default()
+    };
+    Tracker::new(config, Arc::new(registry), Timestamp::ZERO)
 }
 
 fn pair(t: &mut Tracker, p: Frame, s: Frame, now: Timestamp) -> usize {
@@ -113,6 +128,42 @@ fn udp64_parse_only(b: divan::Bencher) {
 #[divan::bench]
 fn udp64_pair(b: divan::Bencher) {
     through_tracker(b, udp_frame, udp_template());
+}
+
+#[divan::bench]
+fn udp64_pair_100k_flows(b: divan::Bencher) {
+    through_tracker(b, udp_frame_100k, udp_template());
+}
+
+/// One read's worth (64 KiB) of 64-byte UDP frames in the filter framing.
+fn udp64_chunk() -> Vec<u8> {
+    let template = udp_template();
+    let mut wire = Vec::new();
+    for i in 0.. {
+        let f = udp_frame(&template, i);
+        if wire.len() + f.encoded_len(false) > 64 * 1024 {
+            break;
+        }
+        encode(&f, false, &mut wire);
+    }
+    wire
+}
+
+#[divan::bench]
+fn decode_udp64_per_frame(b: divan::Bencher) {
+    let wire = udp64_chunk();
+    let frames = wire.len() / 64;
+    b.counter(divan::counter::ItemsCount::new(frames))
+        .bench_local(|| {
+            let mut d = Decoder::new(false);
+            d.feed(divan::black_box(&wire));
+            let mut n = 0;
+            while let Ok(Some(Decoded::Frame(f))) = d.next_frame() {
+                n += 1;
+                divan::black_box(f);
+            }
+            assert_eq!(n, frames);
+        });
 }
 
 #[divan::bench]

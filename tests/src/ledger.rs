@@ -51,7 +51,7 @@ impl Ledger {
                 self.released += 1;
             }
             Event::Drop { side, .. } => self.dropped[side.index()] += 1,
-            Event::Checkpoint(_) => {}
+            Event::Checkpoint(_) | Event::WouldCheckpoint(_) => {}
         }
         Ok(())
     }

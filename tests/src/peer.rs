@@ -69,6 +69,13 @@ impl Peer {
         self.stream.flush().await.expect("flush to the daemon");
     }
 
+    /// Writes bytes as they are; a failure (the daemon closed the connection, as it does on
+    /// a stream it cannot frame) is returned rather than a panic.
+    pub async fn try_send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes).await?;
+        self.stream.flush().await
+    }
+
     /// Reads more bytes into the decoder; false on end of stream or when `deadline` passes.
     async fn fill(&mut self, deadline: Instant, raw: bool) -> bool {
         if self.eof {

@@ -167,6 +167,7 @@ impl Scenario {
                 Event::Release { frame, reason, .. } => self.released.push((frame, reason)),
                 Event::Drop { side, reason, .. } => self.dropped.push((side, reason)),
                 Event::Checkpoint(reason) => self.checkpoints.push((self.now, reason)),
+                Event::WouldCheckpoint(_) => {}
             }
         }
         if let Err(e) = self.ledger.check(&self.tracker) {

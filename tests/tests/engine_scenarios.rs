@@ -942,7 +942,7 @@ fn t38_byte_budget_drops_and_counts() {
     let len = u[0].len() as u64;
     let mut s = scenario_with(TrackerConfig {
         max_queue_size: 2,
-        max_held_bytes: 2 * len + len / 2,
+        max_held_bytes: 2 * (len + colo_core::tracker::PACKET_OVERHEAD) + len / 2,
         ..TrackerConfig::default()
     });
     s.primary(&u[0]).primary(&u[1]).expect_nothing();

@@ -126,6 +126,8 @@ async fn play() -> Result<Report, DemoError> {
     let demo_config = DaemonConfig {
         log: LogConfig::default(),
         control_socket: None,
+        metrics: None,
+        metrics_allow_remote: false,
         pipelines: vec![pipeline.clone()],
     };
     config::check(&demo_config)

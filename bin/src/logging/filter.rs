@@ -42,6 +42,25 @@ impl Filter {
         }
     }
 
+    /// The level for log records of `target` (a module path): the most specific module
+    /// entry that covers it, else the default.
+    pub fn level_for(&self, target: &str) -> LevelFilter {
+        self.modules
+            .iter()
+            .filter(|(m, _)| {
+                target
+                    .strip_prefix(m.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+            })
+            .max_by_key(|(m, _)| m.len())
+            .map_or(self.default, |(_, l)| *l)
+    }
+
+    /// The most verbose level any module gets.
+    pub fn max(&self) -> LevelFilter {
+        self.modules.values().copied().fold(self.default, Ord::max)
+    }
+
     /// Replaces the default level (`--log-level`, `-v`).
     pub fn set_default(&mut self, level: LevelFilter) {
         self.default = level;
@@ -108,6 +127,19 @@ mod test {
         assert_eq!(f.default, LevelFilter::Error);
         assert_eq!(f.modules["colo_core"], LevelFilter::Trace);
         assert_eq!(f.modules["colo_actors::egress"], LevelFilter::Trace);
+    }
+
+    #[test]
+    fn the_most_specific_module_wins() {
+        let f = Filter::from_config(&config(
+            "warn",
+            &[("colo_actors", "debug"), ("colo_actors::egress", "error")],
+        ));
+        assert_eq!(f.level_for("colo_actors::egress"), LevelFilter::Error);
+        assert_eq!(f.level_for("colo_actors::tracker"), LevelFilter::Debug);
+        assert_eq!(f.level_for("colo_actorsx"), LevelFilter::Warn);
+        assert_eq!(f.level_for("colo_core"), LevelFilter::Warn);
+        assert_eq!(f.max(), LevelFilter::Debug);
     }
 
     #[test]

@@ -1,5 +1,9 @@
 //! Logging through the `log` facade: fern filters records per module, stamps each line with
 //! the UTC time, level and module, and hands it to a [`Sink`] (stderr or a reopenable file).
+//!
+//! The levels live behind a lock the filter reads, so the control socket's `reload` can change
+//! them in a running daemon; `log`'s global maximum follows, so a disabled `debug!` stays one
+//! atomic load on the hot path.
 
 pub mod filter;
 pub mod level;
@@ -7,7 +11,7 @@ pub mod sink;
 pub mod timestamp;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 use thiserror::Error;
@@ -32,9 +36,11 @@ pub enum LoggingError {
     AlreadyInstalled,
 }
 
-/// The installed logger's destination, kept to reopen its file on SIGHUP.
+/// The installed logger's destination and levels, kept to reopen its file on SIGHUP and to
+/// change its levels on `reload`.
 pub struct LogHandle {
     sink: Arc<Sink>,
+    filter: Arc<RwLock<Filter>>,
 }
 
 impl LogHandle {
@@ -45,6 +51,15 @@ impl LogHandle {
             Ok(None) => log::debug!("SIGHUP: logging to stderr, nothing to reopen"),
             Err(e) => log::warn!("cannot reopen the log file, still writing to the old one: {e}"),
         }
+    }
+
+    /// Puts new levels in force.
+    pub fn set_filter(&self, filter: Filter) {
+        let max = filter.max();
+        if let Ok(mut f) = self.filter.write() {
+            *f = filter;
+        }
+        log::set_max_level(max);
     }
 }
 
@@ -58,7 +73,10 @@ pub fn install(filter: &Filter, file: Option<&Path>) -> Result<LogHandle, Loggin
         None => Sink::stderr(),
     });
     let out = Arc::clone(&sink);
-    let mut dispatch = fern::Dispatch::new()
+    let max = filter.max();
+    let levels = Arc::new(RwLock::new(filter.clone()));
+    let read = Arc::clone(&levels);
+    fern::Dispatch::new()
         .format(|line, message, record| {
             line.finish(format_args!(
                 "{} {:<5} {}: {}",
@@ -68,17 +86,20 @@ pub fn install(filter: &Filter, file: Option<&Path>) -> Result<LogHandle, Loggin
                 message
             ))
         })
-        .level(filter.default);
-    for (module, level) in &filter.modules {
-        dispatch = dispatch.level_for(module.clone(), *level);
-    }
-    dispatch
+        .filter(move |meta| {
+            read.read()
+                .is_ok_and(|f| meta.level() <= f.level_for(meta.target()))
+        })
         .chain(fern::Output::call(move |record| {
             out.write_line(&record.args().to_string())
         }))
         .apply()
         .map_err(|_| LoggingError::AlreadyInstalled)?;
-    Ok(LogHandle { sink })
+    log::set_max_level(max);
+    Ok(LogHandle {
+        sink,
+        filter: levels,
+    })
 }
 
 /// Why the logging options could not be applied.
@@ -98,6 +119,16 @@ pub fn setup(
     config: &crate::config::LogConfig,
     args: &crate::cli::LogArgs,
 ) -> Result<LogHandle, SetupError> {
+    let filter = layered(config, args)?;
+    Ok(install(&filter, config.file.as_deref())?)
+}
+
+/// The levels of the configuration file, then `--log-level` or `-v`, then `COLO_LOG`, each
+/// overriding the one before.
+pub fn layered(
+    config: &crate::config::LogConfig,
+    args: &crate::cli::LogArgs,
+) -> Result<Filter, filter::DirectiveError> {
     let mut filter = Filter::from_config(config);
     if let Some(level) = args.log_level {
         filter.set_default(level.0);
@@ -110,5 +141,5 @@ pub fn setup(
     if let Some(spec) = std::env::var_os("COLO_LOG") {
         filter.apply_directives(&spec.to_string_lossy())?;
     }
-    Ok(install(&filter, config.file.as_deref())?)
+    Ok(filter)
 }

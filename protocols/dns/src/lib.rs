@@ -25,6 +25,9 @@
 //! `comparators` section: `settings: { "dns": (ttl_tolerance: 0) }`. DNS over TCP stays with
 //! the `tcp` comparator.
 
+// No panic reachable from input: unwrap and expect only in tests (the workspace warns).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod matcher;
 pub mod message;
 pub mod multiset;

@@ -6,6 +6,9 @@
 //! with their TIMESTAMP field left out; anything else on the port is compared byte for byte.
 //! Copy this crate to start a plugin of your own.
 
+// No panic reachable from input: unwrap and expect only in tests (the workspace warns).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 use std::ops::Range;
 use std::sync::Arc;
 

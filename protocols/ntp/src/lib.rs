@@ -20,6 +20,9 @@
 //! crate (`use colo_ntp as _;`) is enough to take those flows over. Settings, in a pipeline's
 //! `comparators` section: `settings: { "ntp": (tolerance_ms: 5) }`.
 
+// No panic reachable from input: unwrap and expect only in tests (the workspace warns).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod header;
 pub mod matcher;
 #[cfg(test)]

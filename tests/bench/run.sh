@@ -1,0 +1,332 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of colo-compare, the null peer (the ceiling of the loopback path) and,
+# when installed, QEMU's own colo-compare, in one run on this machine.
+#
+# Usage: tests/bench/run.sh [--short]
+#   --short   a few seconds in all (CI): shorter runs, fewer workloads, a smaller RSS test.
+#
+# The load generator (colo-loadgen) is pinned to CPU $LOADGEN_CPU and the comparator under test
+# to CPU $PEER_CPU; each comparator is started afresh for each workload, so its CPU time (from
+# /proc/PID/stat, all threads) and peak RSS (VmHWM) are its own for that workload. Every run is
+# checked for exactness: each primary frame must come out exactly once.
+#
+# Environment (defaults in brackets):
+#   LOADGEN_CPU [0]  PEER_CPU [1]      CPUs for taskset
+#   PORT_BASE [19300]                  first of the loopback TCP ports used (12 in all)
+#   QEMU_SCRIPT [../shared/qemu/run-qemu-colo.sh]  how to start QEMU's comparator
+#   QEMU [auto]                        "off" skips QEMU even when installed
+#   MEASURE, WARMUP                    seconds per run (override the mode's defaults)
+#   REPEAT [3; --short: 1]             runs per workload and peer (every run's frames/s is printed)
+#   PICK [best]                        which run the table shows: best (highest frames/s: the least
+#                                      disturbed on a shared machine) or median
+#   COLO_BIN [target/release/colo-compare]  the colo-compare binary to measure (e.g. an older
+#                                      build, to compare before and after a change)
+#   BENCH_NICE [-10 as root, else 0]   nice value of the generator and the peers, so that other
+#                                      work on the machine disturbs the measurement less
+#
+# Workloads (same generator settings for every peer):
+#   udp64          64-byte UDP frames, 1024 flows, window 4096 pairs, 64 pairs per write
+#   tcp1400        1400-byte TCP segments, 64 connections, window 1024, 16 per write
+#   tcp1400-split  the same, the secondary cutting every segment in two
+#   udp64-f64      udp64 over 64 flows
+#   udp64-f100k    udp64 over 100k flows (QEMU: 10k flows, as its table resets past 16384)
+#   mismatch-all   udp64 where every pair differs; the generator answers each DO_CHECKPOINT
+#   mismatch-1pct  udp64 where 1 pair in 100 differs
+#   udp64@R, tcp1400@R  offered at R pairs/s, R = QEMU's throughput on that workload in this
+#                  run (200000 / 90000 without QEMU): held time at the load QEMU can carry
+# Columns: released primary frames/s and Mbit/s (Ethernet bytes), held time (pair sent to primary
+# released) p50/p99/max, the peer's CPU (% of one core, all threads) and CPU time per released
+# frame (ns/frame: what the machine's other load distorts least), peak RSS, and exactness.
+# Comparators run with compare_timeout 1000 ms and expired_scan_cycle 100 ms (both of them), so
+# that frames stranded by a checkpoint come out quickly; colo-compare logs at "warn" and allows
+# 262144 connections.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+SHORT=0
+case "${1:-}" in
+  --short) SHORT=1 ;;
+  "") ;;
+  *) echo "usage: $0 [--short]" >&2; exit 2 ;;
+esac
+
+LOADGEN_CPU=${LOADGEN_CPU:-0}
+PEER_CPU=${PEER_CPU:-1}
+PORT_BASE=${PORT_BASE:-19300}
+QEMU_SCRIPT=${QEMU_SCRIPT:-../shared/qemu/run-qemu-colo.sh}
+if [ "$SHORT" = 1 ]; then
+  MEASURE=${MEASURE:-0.4}; WARMUP=${WARMUP:-0.2}; RSS_FRAMES=10000; REPEAT=${REPEAT:-1}
+else
+  MEASURE=${MEASURE:-2}; WARMUP=${WARMUP:-1}; RSS_FRAMES=100000; REPEAT=${REPEAT:-3}
+fi
+if [ "$(id -u)" = 0 ]; then BENCH_NICE=${BENCH_NICE:--10}; else BENCH_NICE=${BENCH_NICE:-0}; fi
+# Command prefixes (nice and taskset exec what follows, so $! is the process itself).
+PIN_PEER=(nice -n "$BENCH_NICE" taskset -c "$PEER_CPU")
+PIN_LOADGEN=(nice -n "$BENCH_NICE" taskset -c "$LOADGEN_CPU")
+
+have_qemu=0
+if [ "${QEMU:-auto}" != off ] && command -v qemu-system-x86_64 >/dev/null 2>&1 && [ -x "$QEMU_SCRIPT" ]; then
+  have_qemu=1
+fi
+
+echo "== building (release)"
+cargo build --release --locked -q -p colo-compare -p colo-tests --bin colo-compare --bin colo-loadgen
+BIN=$PWD/target/release
+COLO_BIN=${COLO_BIN:-$BIN/colo-compare}
+WORK=$(mktemp -d)
+PEER_PID=""
+PEER_WAIT=""
+
+stop_peer() {
+  [ -n "$PEER_WAIT" ] || return 0
+  kill -TERM "$PEER_WAIT" 2>/dev/null || true
+  for _ in $(seq 50); do
+    kill -0 "$PEER_WAIT" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$PEER_WAIT" 2>/dev/null || true
+  wait "$PEER_WAIT" 2>/dev/null || true
+  PEER_PID=""
+  PEER_WAIT=""
+}
+trap 'stop_peer; rm -rf "$WORK"' EXIT
+
+ports() { # peer -> "P S O N"
+  local off
+  case "$1" in colo) off=0 ;; null) off=4 ;; qemu) off=8 ;; esac
+  local b=$((PORT_BASE + off))
+  echo "$b $((b + 1)) $((b + 2)) $((b + 3))"
+}
+
+colo_config() { # file p s o n timeout_ms
+  cat >"$1" <<EOF
+(
+    log: (level: "warn"),
+    pipelines: [
+        (
+            name: "bench",
+            primary_in: "tcp-listen:127.0.0.1:$2",
+            secondary_in: "tcp-listen:127.0.0.1:$3",
+            outdev: "tcp-listen:127.0.0.1:$4",
+            notify_dev: Some("tcp-listen:127.0.0.1:$5"),
+            compare_timeout: $6,
+            expired_scan_cycle: 100,
+            max_connections: 262144,
+        ),
+    ],
+)
+EOF
+}
+
+# Starts a peer pinned to PEER_CPU; sets PEER_PID (the process to watch) and PEER_WAIT (the
+# process to signal and wait for).
+start_peer() { # peer timeout_ms
+  local p s o n
+  read -r p s o n <<<"$(ports "$1")"
+  case "$1" in
+    colo)
+      colo_config "$WORK/colo.ron" "$p" "$s" "$o" "$n" "$2"
+      "${PIN_PEER[@]}" "$COLO_BIN" run --config "$WORK/colo.ron" >>"$WORK/colo.log" 2>&1 &
+      PEER_WAIT=$!; PEER_PID=$PEER_WAIT ;;
+    null)
+      "${PIN_PEER[@]}" "$BIN/colo-loadgen" null-peer --primary-in "127.0.0.1:$p" \
+        --secondary-in "127.0.0.1:$s" --outdev "127.0.0.1:$o" --notify-dev "127.0.0.1:$n" \
+        >>"$WORK/null.log" 2>&1 &
+      PEER_WAIT=$!; PEER_PID=$PEER_WAIT ;;
+    qemu)
+      PRI_PORT=$p SEC_PORT=$s OUT_PORT=$o NOTIFY_PORT=$n QEMU_CPUS=$PEER_CPU MAX_SECONDS=600 \
+        COMPARE_TIMEOUT=$2 EXPIRED_SCAN_CYCLE=100 QMP="unix:$WORK/qmp.sock" \
+        nice -n "$BENCH_NICE" "$QEMU_SCRIPT" >>"$WORK/qemu.log" 2>&1 &
+      PEER_WAIT=$!
+      PEER_PID=""
+      for _ in $(seq 50); do
+        PEER_PID=$(pgrep -P "$PEER_WAIT" | head -1 || true)
+        [ -n "$PEER_PID" ] && break
+        sleep 0.1
+      done
+      [ -n "$PEER_PID" ] || { echo "QEMU did not start; see $WORK/qemu.log" >&2; cat "$WORK/qemu.log" >&2; exit 1; } ;;
+  esac
+}
+
+# Runs the generator against a fresh peer; prints the RESULT line (without "RESULT ").
+measure() { # peer loadgen-args...
+  local peer=$1; shift
+  local p s o n extra=()
+  read -r p s o n <<<"$(ports "$peer")"
+  start_peer "$peer" 1000
+  [ "$peer" = qemu ] && extra=(--quickack --settle-ms 300)
+  local out
+  out=$("${PIN_LOADGEN[@]}" "$BIN/colo-loadgen" run --primary "127.0.0.1:$p" \
+    --secondary "127.0.0.1:$s" --output "127.0.0.1:$o" --notify "127.0.0.1:$n" \
+    --watch-pid "$PEER_PID" --drain 3 "${extra[@]}" "$@" 2>&1) || {
+    echo "colo-loadgen failed against $peer: $out" >&2
+    stop_peer
+    return 1
+  }
+  stop_peer
+  sed -n 's/^RESULT //p' <<<"$out"
+}
+
+field() { # "k=v k=v" key
+  tr ' ' '\n' <<<"$1" | sed -n "s/^$2=//p"
+}
+
+declare -A RES
+ROWS=()
+FAILED=0
+
+bench() { # name qemu-extra-args -- loadgen-args...
+  local name=$1 qemu_args=$2; shift 3
+  local peers=(colo null)
+  [ "$have_qemu" = 1 ] && peers=(qemu colo null)
+  for peer in "${peers[@]}"; do
+    local args=("$@")
+    if [ "$peer" = qemu ] && [ -n "$qemu_args" ]; then
+      # shellcheck disable=SC2206
+      args+=($qemu_args)
+    fi
+    printf '   %-15s %-5s ...' "$name" "$peer"
+    local r runs=()
+    for _ in $(seq "$REPEAT"); do
+      r=$(measure "$peer" --duration "$MEASURE" --warmup "$WARMUP" "${args[@]}")
+      runs+=("$r")
+      printf ' %s' "$(field "$r" frames_per_s)"
+      if [ "$peer" != qemu ] && [ "$(field "$r" lost)$(field "$r" duplicated)$(field "$r" unknown)" != 000 ]; then
+        echo
+        echo "   !! $peer did not release every primary frame exactly once: $r" >&2
+        FAILED=1
+      fi
+    done
+    local at=${#runs[@]}
+    [ "${PICK:-best}" = median ] && at=$(((${#runs[@]} + 1) / 2))
+    r=$(for x in "${runs[@]}"; do echo "$(field "$x" frames_per_s) $x"; done | sort -n |
+      sed -n "${at}p" | cut -d' ' -f2-)
+    RES[$name,$peer]=$r
+    ROWS+=("$name,$peer")
+    printf ' frames/s -> %s %s\n' "${PICK:-best}" "$(field "$r" frames_per_s)"
+  done
+}
+
+UDP64=(--proto udp --size 64 --flows 1024 --window 4096 --batch 64)
+TCP1400=(--proto tcp --size 1400 --flows 64 --window 1024 --batch 16)
+
+echo "== workloads (loadgen on CPU $LOADGEN_CPU, comparator on CPU $PEER_CPU, nice $BENCH_NICE; $REPEAT x $MEASURE s measured after $WARMUP s)"
+uptime
+bench udp64 "" -- "${UDP64[@]}"
+bench tcp1400 "" -- "${TCP1400[@]}"
+if [ "$SHORT" = 0 ]; then
+  bench tcp1400-split "" -- "${TCP1400[@]}" --resegment split
+  bench udp64-f64 "" -- "${UDP64[@]}" --flows 64
+  bench udp64-f100k "--flows 10000" -- "${UDP64[@]}" --flows 100000
+fi
+bench mismatch-all "" -- "${UDP64[@]}" --mismatch 1.0
+if [ "$SHORT" = 0 ]; then
+  bench mismatch-1pct "" -- "${UDP64[@]}" --mismatch 0.01
+fi
+R_UDP=200000; R_TCP=90000
+if [ "$have_qemu" = 1 ]; then
+  R_UDP=$(field "${RES[udp64,qemu]}" frames_per_s)
+  R_TCP=$(field "${RES[tcp1400,qemu]}" frames_per_s)
+fi
+bench "udp64@$R_UDP" "" -- "${UDP64[@]}" --rate "$R_UDP"
+[ "$SHORT" = 0 ] && bench "tcp1400@$R_TCP" "" -- "${TCP1400[@]}" --rate "$R_TCP"
+
+echo
+echo "== held memory: $RSS_FRAMES 1400-byte primary frames held (no secondary traffic, compare_timeout 600 s)"
+rss_row() { # peer flows
+  local peer=$1 flows=$2 p s o n
+  read -r p s o n <<<"$(ports "$peer")"
+  start_peer "$peer" 600000
+  sleep 0.3
+  local idle
+  idle=$(awk '/^VmRSS/ {print $2}' "/proc/$PEER_PID/status")
+  local extra=()
+  [ "$peer" = qemu ] && extra=(--quickack --settle-ms 300)
+  # The secondary sends nothing (mismatch is irrelevant), so every primary frame stays held.
+  local out
+  out=$("${PIN_LOADGEN[@]}" "$BIN/colo-loadgen" run --primary "127.0.0.1:$p" \
+    --secondary "127.0.0.1:$s" --output "127.0.0.1:$o" --watch-pid "$PEER_PID" \
+    --proto udp --size 1400 --flows "$flows" --window $((RSS_FRAMES * 2)) --batch 64 \
+    --count "$RSS_FRAMES" --primary-only --drain 1 "${extra[@]}" 2>&1) || true
+  local peak
+  peak=$(awk '/^VmHWM/ {print $2}' "/proc/$PEER_PID/status")
+  stop_peer
+  local released
+  released=$(field "$(sed -n 's/^RESULT //p' <<<"$out")" released)
+  [ "$peer" = colo ] && RSS_RATIO[$flows]=$(awk -v peak="$peak" -v n="$RSS_FRAMES" 'BEGIN { printf "%.2f", peak / (n * 1400 / 1024) }')
+  awk -v peer="$peer" -v flows="$flows" -v idle="$idle" -v peak="$peak" -v n="$RSS_FRAMES" -v rel="${released:-?}" 'BEGIN {
+    data = n * 1400 / 1024
+    printf "   %-5s %6d flows: data %6.1f MiB, idle RSS %5.1f MiB, peak RSS %6.1f MiB, peak/data %.2f, (peak-idle)/data %.2f, released early %s\n",
+      peer, flows, data / 1024, idle / 1024, peak / 1024, peak / data, (peak - idle) / data, rel }'
+}
+declare -A RSS_RATIO
+rss_row colo 1024
+rss_row colo "$RSS_FRAMES"
+# QEMU's connection table resets past 16384 flows, dropping what it holds.
+[ "$have_qemu" = 1 ] && rss_row qemu 1024
+
+echo
+echo "== results"
+printf '%-18s %-5s %10s %8s %9s %9s %9s %6s %8s %8s %s\n' workload peer frames/s Mbit/s p50_us p99_us max_us cpu% ns/frame rss_MiB exact
+for row in "${ROWS[@]}"; do
+  name=${row%,*}; peer=${row#*,}
+  r=${RES[$row]}
+  exact=yes
+  [ "$(field "$r" lost)$(field "$r" duplicated)$(field "$r" unknown)" = 000 ] ||
+    exact="lost $(field "$r" lost) dup $(field "$r" duplicated) unknown $(field "$r" unknown)"
+  awk -v n="$name" -v p="$peer" -v f="$(field "$r" frames_per_s)" -v m="$(field "$r" mbit_per_s)" \
+    -v p50="$(field "$r" p50_us)" -v p99="$(field "$r" p99_us)" -v mx="$(field "$r" max_us)" \
+    -v cpu="$(field "$r" cpu_pct)" -v rss="$(field "$r" peak_rss_kib)" -v ex="$exact" \
+    'BEGIN { printf "%-18s %-5s %10d %8.1f %9.1f %9.1f %9.1f %6.1f %8.0f %8.1f %s\n", n, p, f, m, p50, p99, mx, cpu, (f > 0 ? cpu / 100 / f * 1e9 : 0), rss / 1024, ex }'
+done
+
+echo
+echo "== ratios (frames/s; held time p99)"
+declare -A SEEN
+for row in "${ROWS[@]}"; do
+  name=${row%,*}
+  [ -n "${SEEN[$name]:-}" ] && continue
+  SEEN[$name]=1
+  c=${RES[$name,colo]}; nl=${RES[$name,null]}; q=${RES[$name,qemu]:-}
+  awk -v n="$name" -v c="$(field "$c" frames_per_s)" -v nl="$(field "$nl" frames_per_s)" \
+    -v q="$( [ -n "$q" ] && field "$q" frames_per_s || echo 0)" \
+    -v cp99="$(field "$c" p99_us)" -v qp99="$( [ -n "$q" ] && field "$q" p99_us || echo 0)" 'BEGIN {
+      printf "%-18s colo/null %5.2f", n, (nl > 0 ? c / nl : 0)
+      if (q > 0) printf "   colo/qemu %6.2f   p99 qemu/colo %7.1f", c / q, (cp99 > 0 ? qp99 / cp99 : 0)
+      printf "\n" }'
+done
+if [ "$SHORT" = 0 ]; then
+  awk -v a="$(field "${RES[udp64-f100k,colo]}" frames_per_s)" -v b="$(field "${RES[udp64-f64,colo]}" frames_per_s)" \
+    'BEGIN { printf "colo-compare 100k flows / 64 flows: %.2f\n", (b > 0 ? a / b : 0) }'
+fi
+
+# The issue's targets, judged on this run (informational: the exit status reflects exactness).
+echo
+echo "== targets"
+verdict() { # description value op limit
+  awk -v d="$1" -v v="$2" -v op="$3" -v l="$4" 'BEGIN {
+    ok = (op == ">=") ? (v >= l) : (v <= l)
+    printf "   %-4s %-52s %8.2f (%s %s)\n", (ok ? "met" : "NOT"), d, v, op, l }'
+}
+ratio() { # a b
+  awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f", (b > 0 ? a / b : 0) }'
+}
+fps() { field "${RES[$1,$2]:-}" frames_per_s; }
+p99() { field "${RES[$1,$2]:-}" p99_us; }
+for w in udp64 tcp1400; do
+  if [ "$have_qemu" = 1 ]; then
+    verdict "$w: colo-compare / QEMU frames/s" "$(ratio "$(fps $w colo)" "$(fps $w qemu)")" ">=" 5
+    verdict "$w: QEMU p99 held / colo-compare p99 held" "$(ratio "$(p99 $w qemu)" "$(p99 $w colo)")" ">=" 10
+  fi
+  verdict "$w: colo-compare / null peer frames/s" "$(ratio "$(fps $w colo)" "$(fps $w null)")" ">=" 0.8
+done
+if [ "$have_qemu" = 1 ]; then
+  verdict "udp64 at QEMU's rate: QEMU p99 / colo-compare p99" "$(ratio "$(p99 "udp64@$R_UDP" qemu)" "$(p99 "udp64@$R_UDP" colo)")" ">=" 10
+fi
+if [ "$SHORT" = 0 ]; then
+  verdict "colo-compare frames/s, 100k flows / 64 flows" "$(ratio "$(fps udp64-f100k colo)" "$(fps udp64-f64 colo)")" ">=" 0.8
+fi
+verdict "peak RSS / bytes of $RSS_FRAMES held frames (1024 flows)" "${RSS_RATIO[1024]}" "<=" 2
+verdict "peak RSS / bytes of $RSS_FRAMES held frames ($RSS_FRAMES flows)" "${RSS_RATIO[$RSS_FRAMES]}" "<=" 2
+uptime
+exit "$FAILED"
