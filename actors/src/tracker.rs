@@ -243,9 +243,7 @@ impl TrackerActor {
             self.tracker.note_empty_frame(batch.side);
         }
         let now = self.clock.now();
-        for frame in batch.frames {
-            self.tracker.handle_frame(batch.side, frame, now);
-        }
+        self.tracker.handle_frames(batch.side, batch.frames, now);
         self.after_step();
         if let Some(Barrier::Flush(flush)) = batch.barrier {
             self.beacon_flush(flush);

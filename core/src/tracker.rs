@@ -204,6 +204,8 @@ pub struct Tracker {
     last_scan: Timestamp,
     failed_over: bool,
     scratch: Vec<Packet>,
+    /// [`Tracker::handle_frames`]' classified frames not handled yet (kept for its capacity).
+    ahead: VecDeque<(Frame, Classified)>,
 }
 
 impl Tracker {
@@ -246,6 +248,7 @@ impl Tracker {
             last_scan: now,
             failed_over: false,
             scratch: Vec::new(),
+            ahead: VecDeque::new(),
         }
     }
 
@@ -350,8 +353,42 @@ impl Tracker {
 
     /// One frame arrived from `side` at `now`.
     pub fn handle_frame(&mut self, side: Side, frame: Frame, now: Timestamp) {
-        self.frame(side, frame, now);
+        let classified = classify(&frame);
+        self.frame(side, frame, classified, now);
         self.answer_would_be_checkpoint();
+    }
+
+    /// Frames that arrived together from `side` at `now`, in order: the same as
+    /// [`Tracker::handle_frame`] for each of them, faster. Frames are classified a few ahead of
+    /// their turn and their flow's place in the flow index read then, so that with many flows
+    /// the cache misses of those reads overlap instead of stalling each frame in turn.
+    pub fn handle_frames(
+        &mut self,
+        side: Side,
+        frames: impl IntoIterator<Item = Frame>,
+        now: Timestamp,
+    ) {
+        const AHEAD: usize = 4;
+        let mut frames = frames.into_iter();
+        let mut ahead = std::mem::take(&mut self.ahead);
+        loop {
+            while ahead.len() < AHEAD {
+                let Some(frame) = frames.next() else {
+                    break;
+                };
+                let classified = classify(&frame);
+                if let Classified::Comparable(meta) = &classified {
+                    self.index.touch(&meta.key);
+                }
+                ahead.push_back((frame, classified));
+            }
+            let Some((frame, classified)) = ahead.pop_front() else {
+                break;
+            };
+            self.frame(side, frame, classified, now);
+            self.answer_would_be_checkpoint();
+        }
+        self.ahead = ahead;
     }
 
     /// Observe mode: flushes after a would-be checkpoint, as an answering controller would,
@@ -362,7 +399,7 @@ impl Tracker {
         }
     }
 
-    fn frame(&mut self, side: Side, frame: Frame, now: Timestamp) {
+    fn frame(&mut self, side: Side, frame: Frame, classified: Classified, now: Timestamp) {
         self.sink.now = now;
         let c = &mut self.sink.counters;
         c.received[side.index()] += 1;
@@ -378,7 +415,7 @@ impl Tracker {
         }
         // The packet is built only where it is queued: moving it through every step would copy
         // it each time.
-        let meta = match classify(&frame) {
+        let meta = match classified {
             Classified::Comparable(m) => m,
             Classified::Uncompared(why) => return self.uncompared(side, frame, None, why),
         };
@@ -468,7 +505,10 @@ impl Tracker {
                 Some(Some(f)) if f.idle_stamp == stamp && f.is_empty() => f.key,
                 _ => continue,
             };
-            self.index.remove(&victim, slot);
+            let slots = &self.slots;
+            self.index.remove(&victim, slot, |s| {
+                slots.get(s as usize)?.as_ref().map(|f| &f.key)
+            });
             self.slots[slot as usize] = None;
             self.free.push(slot);
             self.sink.counters.flows_evicted += 1;

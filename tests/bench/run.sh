@@ -22,7 +22,10 @@
 #   COLO_BIN [target/release/colo-compare]  the colo-compare binary to measure (e.g. an older
 #                                      build, to compare before and after a change)
 #   BENCH_NICE [-10 as root, else 0]   nice value of the generator and the peers, so that other
-#                                      work on the machine disturbs the measurement less
+#                                      work on the machine disturbs the measurement less. With
+#                                      the kernel's autogroup scheduling, nice only ranks processes
+#                                      of one session against each other: as root the script runs
+#                                      in a session of its own and gives that session this nice.
 #
 # Workloads (same generator settings for every peer):
 #   udp64          64-byte UDP frames, 1024 flows, window 4096 pairs, 64 pairs per write
@@ -41,6 +44,7 @@
 # that frames stranded by a checkpoint come out quickly; colo-compare logs at "warn" and allows
 # 262144 connections.
 set -euo pipefail
+SELF=$(realpath "$0")
 cd "$(dirname "$0")/../.."
 
 SHORT=0
@@ -60,6 +64,12 @@ else
   MEASURE=${MEASURE:-2}; WARMUP=${WARMUP:-1}; RSS_FRAMES=100000; REPEAT=${REPEAT:-3}
 fi
 if [ "$(id -u)" = 0 ]; then BENCH_NICE=${BENCH_NICE:--10}; else BENCH_NICE=${BENCH_NICE:-0}; fi
+if [ "$BENCH_NICE" != 0 ] && [ -w /proc/self/autogroup ] && command -v setsid >/dev/null; then
+  if [ -z "${BENCH_SESSION:-}" ]; then
+    BENCH_SESSION=1 exec setsid --wait bash "$SELF" "$@"
+  fi
+  echo "$BENCH_NICE" >/proc/self/autogroup 2>/dev/null || true
+fi
 # Command prefixes (nice and taskset exec what follows, so $! is the process itself).
 PIN_PEER=(nice -n "$BENCH_NICE" taskset -c "$PEER_CPU")
 PIN_LOADGEN=(nice -n "$BENCH_NICE" taskset -c "$LOADGEN_CPU")
@@ -316,12 +326,13 @@ p99() { field "${RES[$1,$2]:-}" p99_us; }
 for w in udp64 tcp1400; do
   if [ "$have_qemu" = 1 ]; then
     verdict "$w: colo-compare / QEMU frames/s" "$(ratio "$(fps $w colo)" "$(fps $w qemu)")" ">=" 5
-    verdict "$w: QEMU p99 held / colo-compare p99 held" "$(ratio "$(p99 $w qemu)" "$(p99 $w colo)")" ">=" 10
+    verdict "$w: p99 held at full load, QEMU / colo-compare" "$(ratio "$(p99 $w qemu)" "$(p99 $w colo)")" ">=" 10
   fi
   verdict "$w: colo-compare / null peer frames/s" "$(ratio "$(fps $w colo)" "$(fps $w null)")" ">=" 0.8
 done
 if [ "$have_qemu" = 1 ]; then
-  verdict "udp64 at QEMU's rate: QEMU p99 / colo-compare p99" "$(ratio "$(p99 "udp64@$R_UDP" qemu)" "$(p99 "udp64@$R_UDP" colo)")" ">=" 10
+  # QEMU's p99 under the load it can carry, against colo-compare's under that same load.
+  verdict "udp64 p99 held, QEMU full / colo-compare at QEMU's rate" "$(ratio "$(p99 udp64 qemu)" "$(p99 "udp64@$R_UDP" colo)")" ">=" 10
 fi
 if [ "$SHORT" = 0 ]; then
   verdict "colo-compare frames/s, 100k flows / 64 flows" "$(ratio "$(fps udp64-f100k colo)" "$(fps udp64-f64 colo)")" ">=" 0.8

@@ -1,4 +1,4 @@
-//! Memory and log accounting for flood tests: the peak resident set size of a process, and a
+//! Memory and log accounting for flood tests: the peak resident set size of this process, and a
 //! logger that counts lines instead of keeping them.
 //!
 //! A flood test asserts that memory stays within the configured budget plus a stated constant,
@@ -15,9 +15,9 @@ use log::{LevelFilter, Log, Metadata, Record};
 /// Bytes in a MiB.
 pub const MIB: u64 = 1 << 20;
 
-fn status_kib(pid: &str, field: &str) -> u64 {
-    let path = format!("/proc/{pid}/status");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+fn status_kib(field: &str) -> u64 {
+    let path = "/proc/self/status";
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     text.lines()
         .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
@@ -26,22 +26,12 @@ fn status_kib(pid: &str, field: &str) -> u64 {
 
 /// Resident set size of this process now, in bytes.
 pub fn rss() -> u64 {
-    status_kib("self", "VmRSS:") * 1024
+    status_kib("VmRSS:") * 1024
 }
 
 /// Peak resident set size of this process since start or the last [`reset_peak`], in bytes.
 pub fn peak() -> u64 {
-    status_kib("self", "VmHWM:") * 1024
-}
-
-/// Resident set size of process `pid` now, in bytes.
-pub fn rss_of(pid: u32) -> u64 {
-    status_kib(&pid.to_string(), "VmRSS:") * 1024
-}
-
-/// Peak resident set size of process `pid`, in bytes.
-pub fn peak_of(pid: u32) -> u64 {
-    status_kib(&pid.to_string(), "VmHWM:") * 1024
+    status_kib("VmHWM:") * 1024
 }
 
 /// Resets this process's peak resident set size to the current one (Linux `clear_refs` 5).

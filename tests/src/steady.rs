@@ -69,11 +69,6 @@ impl Traffic {
         self
     }
 
-    /// The number of TCP flows.
-    pub fn flows(&self) -> u16 {
-        self.flows
-    }
-
     /// What frame `k` is.
     pub fn label(&self, k: u32) -> Label {
         if let Some(m) = self.mismatch_every {

@@ -25,8 +25,10 @@ use colo_tests::peer::Peer;
 use colo_tests::rig::{Rig, Setup, UNIX_LISTEN, dropped, released, run, summary};
 
 /// Channels between the actors, reads in flight, the test's peers, allocator rounding and
-/// the memory the allocator keeps in its per-thread arenas after frees.
-const SLACK: u64 = 32 * MIB;
+/// the memory the allocator keeps in its per-thread arenas after frees. Measured: up to 36 MiB
+/// with both cores busy with other tests; 48 MiB leaves room without hiding a leak, which grows
+/// with the flood (hundreds of MiB here).
+const SLACK: u64 = 48 * MIB;
 /// The output buffer the floods run with.
 const OUTPUT_BUFFER: u64 = 4 * MIB;
 /// How long a flood may take to be taken in.
@@ -182,6 +184,11 @@ fn many_flows() {
             summary(&c)
         );
         assert!(c.flows_evicted > 0, "{}", summary(&c));
+        // Log lines are written after the counters are published: let them catch up.
+        let t = Instant::now();
+        while drops.count() < c.dropped_total(Side::Primary) && t.elapsed() < FLOOD_WAIT {
+            async_std::task::sleep(Duration::from_millis(5)).await;
+        }
         assert_eq!(
             drops.count(),
             c.dropped_total(Side::Primary),
@@ -270,7 +277,20 @@ fn one_flow_with_100k_packets_and_no_secondary() {
         assert!(held > 1025 && over > 0, "{}", summary(&c));
         assert_eq!(held + over, u64::from(PACKETS));
         assert_eq!(c.dropped_total(Side::Primary), over);
-        assert_eq!(drops.count(), over, "every drop is logged");
+        // Log lines are written after the counters are published: let them catch up.
+        let t = Instant::now();
+        while drops.count() < over && t.elapsed() < FLOOD_WAIT {
+            async_std::task::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            drops.count(),
+            over,
+            "every drop is logged, as {:?}",
+            drops.first()
+        );
+        while queue_full.count() < held - 1025 && t.elapsed() < FLOOD_WAIT {
+            async_std::task::sleep(Duration::from_millis(5)).await;
+        }
         assert_eq!(
             queue_full.count(),
             held - 1025,
@@ -398,7 +418,17 @@ fn maximum_size_frames_as_fast_as_possible() {
         let over = dropped(&c, Side::Primary, "over-budget");
         assert_eq!(c.dropped_total(Side::Primary), over);
         assert_eq!(got + over + c.held[0], u64::from(FRAMES), "{}", summary(&c));
-        assert_eq!(drops.count(), over, "every drop is logged");
+        // Log lines are written after the counters are published: let them catch up.
+        let t = Instant::now();
+        while drops.count() < over && t.elapsed() < FLOOD_WAIT {
+            async_std::task::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            drops.count(),
+            over,
+            "every drop is logged, as {:?}",
+            drops.first()
+        );
         assert!(
             grew <= BUDGET + OUTPUT_BUFFER + SLACK,
             "peak RSS grew {grew} bytes"
@@ -443,7 +473,17 @@ fn maximum_size_frames_without_secondary_stay_within_budget() {
             "held as many as the budget allows"
         );
         assert_eq!(c.held[0] + over, u64::from(FRAMES));
-        assert_eq!(drops.count(), over, "every drop is logged");
+        // Log lines are written after the counters are published: let them catch up.
+        let t = Instant::now();
+        while drops.count() < over && t.elapsed() < FLOOD_WAIT {
+            async_std::task::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            drops.count(),
+            over,
+            "every drop is logged, as {:?}",
+            drops.first()
+        );
         assert!(
             grew <= BUDGET + OUTPUT_BUFFER + SLACK,
             "peak RSS grew {grew} bytes"

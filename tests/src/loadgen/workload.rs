@@ -400,6 +400,23 @@ fn set_ip_id(f: &mut [u8], id: u16) {
     f[24..26].copy_from_slice(&(!(folded as u16)).to_be_bytes());
 }
 
+/// A dense number for the flow of a frame this generator made: twice its flow number, plus one
+/// for TCP (both protocols use the same flow numbers); `None` for anything else.
+pub fn flow_number(eth: &[u8]) -> Option<usize> {
+    if eth.get(12..14)? != [0x08, 0x00] {
+        return None;
+    }
+    let tcp = match *eth.get(23)? {
+        17 => 0,
+        6 => 1,
+        _ => return None,
+    };
+    // The source address is 10.(a + 1).b.c for flow (a, b, c): see `set_flow`.
+    let [a, b, c]: [u8; 3] = eth.get(27..30)?.try_into().ok()?;
+    let flow = usize::from(a.wrapping_sub(1)) << 16 | usize::from(b) << 8 | usize::from(c);
+    Some(flow * 2 + tcp)
+}
+
 /// The tag of a primary frame this generator made (Ethernet bytes, no vnet header); `None` for
 /// anything else.
 pub fn tag_of(eth: &[u8]) -> Option<u64> {
