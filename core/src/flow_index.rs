@@ -38,7 +38,8 @@ impl FlowIndex {
         self.len
     }
 
-    fn hash(&self, key: &FlowKey) -> u64 {
+    /// The hash of `key`, for [`FlowIndex::touch`], [`FlowIndex::get`] and [`FlowIndex::insert`].
+    pub(crate) fn hash(&self, key: &FlowKey) -> u64 {
         self.hasher.hash_one(key)
     }
 
@@ -48,17 +49,18 @@ impl FlowIndex {
         ((hash as usize) & mask, (hash >> 1) & FINGERPRINT)
     }
 
-    /// The slot of the flow `key`; `key_of` tells the key a slot holds.
+    /// The slot of the flow `key`, whose hash is `hash`; `key_of` tells the key a slot holds.
     pub(crate) fn get<'a>(
         &self,
         key: &FlowKey,
+        hash: u64,
         key_of: impl Fn(u32) -> Option<&'a FlowKey>,
     ) -> Option<u32> {
         if self.words.is_empty() {
             return None;
         }
         let mask = self.words.len() - 1;
-        let (mut at, fingerprint) = self.place(self.hash(key));
+        let (mut at, fingerprint) = self.place(hash);
         loop {
             let word = self.words[at];
             if word == 0 {
@@ -71,27 +73,27 @@ impl FlowIndex {
         }
     }
 
-    /// Reads the word where probing for `key` starts, so that looking it up soon after finds
-    /// it in the cache: a prefetch, without `unsafe`.
-    pub(crate) fn touch(&self, key: &FlowKey) {
+    /// Reads the word where probing for `hash` starts, so that looking it up soon after finds
+    /// it in the cache: a prefetch, without `unsafe`. Touching several keys in a row lets
+    /// their cache misses overlap.
+    pub(crate) fn touch(&self, hash: u64) {
         if !self.words.is_empty() {
-            let (at, _) = self.place(self.hash(key));
+            let (at, _) = self.place(hash);
             std::hint::black_box(self.words[at]);
         }
     }
 
-    /// Indexes `slot` under `key`, which must not be indexed yet; `key_of` tells the key of
-    /// every indexed slot (for growing the table).
+    /// Indexes `slot` under a key whose hash is `hash` and which is not indexed yet; `key_of`
+    /// tells the key of every indexed slot (for growing the table).
     pub(crate) fn insert<'a>(
         &mut self,
-        key: &FlowKey,
+        hash: u64,
         slot: u32,
         key_of: impl Fn(u32) -> Option<&'a FlowKey>,
     ) {
         if (self.len + 1) * 4 > self.words.len() * 3 {
             self.grow(&key_of);
         }
-        let hash = self.hash(key);
         self.put(hash, slot);
         self.len += 1;
     }
@@ -178,7 +180,9 @@ mod test {
     }
 
     fn find(index: &FlowIndex, slots: &[Option<FlowKey>], port: u16) -> Option<u32> {
-        index.get(&key(port), |s| slots.get(s as usize)?.as_ref())
+        index.get(&key(port), index.hash(&key(port)), |s| {
+            slots.get(s as usize)?.as_ref()
+        })
     }
 
     #[test]
@@ -188,7 +192,7 @@ mod test {
         assert_eq!(find(&index, &slots, 1), None);
         for port in 0..5000u16 {
             slots.push(Some(key(port)));
-            index.insert(&key(port), u32::from(port), |s| {
+            index.insert(index.hash(&key(port)), u32::from(port), |s| {
                 slots.get(s as usize)?.as_ref()
             });
         }
@@ -201,7 +205,9 @@ mod test {
         assert_eq!(index.len(), 4999);
         // A reused slot is found under its new key only.
         slots[4321] = Some(key(9999));
-        index.insert(&key(9999), 4321, |s| slots.get(s as usize)?.as_ref());
+        index.insert(index.hash(&key(9999)), 4321, |s| {
+            slots.get(s as usize)?.as_ref()
+        });
         assert_eq!(find(&index, &slots, 9999), Some(4321));
         assert_eq!(find(&index, &slots, 4321), None);
     }
@@ -219,7 +225,8 @@ mod test {
                 match (add, model.contains_key(&port)) {
                     (true, false) => {
                         slots[port as usize] = Some(key(port));
-                        index.insert(&key(port), slot, |s| slots.get(s as usize)?.as_ref());
+                        let hash = index.hash(&key(port));
+                        index.insert(hash, slot, |s| slots.get(s as usize)?.as_ref());
                         model.insert(port, slot);
                     }
                     (false, true) => {

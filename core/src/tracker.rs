@@ -204,8 +204,8 @@ pub struct Tracker {
     last_scan: Timestamp,
     failed_over: bool,
     scratch: Vec<Packet>,
-    /// [`Tracker::handle_frames`]' classified frames not handled yet (kept for its capacity).
-    ahead: VecDeque<(Frame, Classified)>,
+    /// [`Tracker::handle_frames`]' group of classified frames (kept for its capacity).
+    ahead: Vec<(Frame, Classified, Option<u64>)>,
 }
 
 impl Tracker {
@@ -248,7 +248,7 @@ impl Tracker {
             last_scan: now,
             failed_over: false,
             scratch: Vec::new(),
-            ahead: VecDeque::new(),
+            ahead: Vec::new(),
         }
     }
 
@@ -354,41 +354,48 @@ impl Tracker {
     /// One frame arrived from `side` at `now`.
     pub fn handle_frame(&mut self, side: Side, frame: Frame, now: Timestamp) {
         let classified = classify(&frame);
-        self.frame(side, frame, classified, now);
+        self.frame(side, frame, classified, None, now);
         self.answer_would_be_checkpoint();
     }
 
     /// Frames that arrived together from `side` at `now`, in order: the same as
-    /// [`Tracker::handle_frame`] for each of them, faster. Frames are classified a few ahead of
-    /// their turn and their flow's place in the flow index read then, so that with many flows
-    /// the cache misses of those reads overlap instead of stalling each frame in turn.
+    /// [`Tracker::handle_frame`] for each of them, faster. Frames are classified a group at a
+    /// time and their flows' places in the flow index read together before the group is
+    /// handled, so that with many flows the cache misses of those reads overlap instead of
+    /// stalling each frame in turn.
     pub fn handle_frames(
         &mut self,
         side: Side,
         frames: impl IntoIterator<Item = Frame>,
         now: Timestamp,
     ) {
-        const AHEAD: usize = 4;
+        const GROUP: usize = 8;
         let mut frames = frames.into_iter();
-        let mut ahead = std::mem::take(&mut self.ahead);
+        let mut group = std::mem::take(&mut self.ahead);
         loop {
-            while ahead.len() < AHEAD {
-                let Some(frame) = frames.next() else {
-                    break;
+            let index = &self.index;
+            group.extend(frames.by_ref().take(GROUP).map(|f| {
+                let classified = classify(&f);
+                let hash = match &classified {
+                    Classified::Comparable(meta) => Some(index.hash(&meta.key)),
+                    Classified::Uncompared(_) => None,
                 };
-                let classified = classify(&frame);
-                if let Classified::Comparable(meta) = &classified {
-                    self.index.touch(&meta.key);
-                }
-                ahead.push_back((frame, classified));
-            }
-            let Some((frame, classified)) = ahead.pop_front() else {
+                (f, classified, hash)
+            }));
+            if group.is_empty() {
                 break;
-            };
-            self.frame(side, frame, classified, now);
-            self.answer_would_be_checkpoint();
+            }
+            for &(_, _, hash) in &group {
+                if let Some(hash) = hash {
+                    self.index.touch(hash);
+                }
+            }
+            for (frame, classified, hash) in group.drain(..) {
+                self.frame(side, frame, classified, hash, now);
+                self.answer_would_be_checkpoint();
+            }
         }
-        self.ahead = ahead;
+        self.ahead = group;
     }
 
     /// Observe mode: flushes after a would-be checkpoint, as an answering controller would,
@@ -399,7 +406,15 @@ impl Tracker {
         }
     }
 
-    fn frame(&mut self, side: Side, frame: Frame, classified: Classified, now: Timestamp) {
+    /// One frame, classified; `hash` is its flow key's hash in the index when already known.
+    fn frame(
+        &mut self,
+        side: Side,
+        frame: Frame,
+        classified: Classified,
+        hash: Option<u64>,
+        now: Timestamp,
+    ) {
         self.sink.now = now;
         let c = &mut self.sink.counters;
         c.received[side.index()] += 1;
@@ -422,7 +437,8 @@ impl Tracker {
         if self.config.passthrough.iter().any(|r| r.matches(&meta)) {
             return self.uncompared(side, frame, Some(meta.key), Uncompared::Passthrough);
         }
-        let Some(slot) = self.flow_for(&meta.key) else {
+        let hash = hash.unwrap_or_else(|| self.index.hash(&meta.key));
+        let Some(slot) = self.flow_for(&meta.key, hash) else {
             return self.uncompared(side, frame, Some(meta.key), Uncompared::NoComparator);
         };
         self.admit(
@@ -450,13 +466,13 @@ impl Tracker {
         }
     }
 
-    /// The slot of the flow for `key`, created if needed; `None` when no comparator claims it.
-    fn flow_for(&mut self, key: &FlowKey) -> Option<u32> {
+    /// The slot of the flow for `key` (whose index hash is `hash`), created if needed; `None`
+    /// when no comparator claims it.
+    fn flow_for(&mut self, key: &FlowKey, hash: u64) -> Option<u32> {
         let slots = &self.slots;
-        if let Some(slot) = self
-            .index
-            .get(key, |s| slots.get(s as usize)?.as_ref().map(|f| &f.key))
-        {
+        if let Some(slot) = self.index.get(key, hash, |s| {
+            slots.get(s as usize)?.as_ref().map(|f| &f.key)
+        }) {
             return Some(slot);
         }
         let comparator = self.registry.select(key)?;
@@ -486,7 +502,7 @@ impl Tracker {
             }
         };
         let slots = &self.slots;
-        self.index.insert(key, slot, |s| {
+        self.index.insert(hash, slot, |s| {
             slots.get(s as usize)?.as_ref().map(|f| &f.key)
         });
         let c = &mut self.sink.counters;

@@ -12,7 +12,7 @@
 #
 # Environment (defaults in brackets):
 #   LOADGEN_CPU [0]  PEER_CPU [1]      CPUs for taskset
-#   PORT_BASE [19300]                  first of the loopback TCP ports used (12 in all)
+#   PORT_BASE [random, 20000-49999]    first of the loopback TCP ports used (12 in all)
 #   QEMU_SCRIPT [../shared/qemu/run-qemu-colo.sh]  how to start QEMU's comparator
 #   QEMU [auto]                        "off" skips QEMU even when installed
 #   MEASURE, WARMUP                    seconds per run (override the mode's defaults)
@@ -56,7 +56,7 @@ esac
 
 LOADGEN_CPU=${LOADGEN_CPU:-0}
 PEER_CPU=${PEER_CPU:-1}
-PORT_BASE=${PORT_BASE:-19300}
+PORT_BASE=${PORT_BASE:-$((20000 + RANDOM % 30000))}
 QEMU_SCRIPT=${QEMU_SCRIPT:-../shared/qemu/run-qemu-colo.sh}
 if [ "$SHORT" = 1 ]; then
   MEASURE=${MEASURE:-0.4}; WARMUP=${WARMUP:-0.2}; RSS_FRAMES=10000; REPEAT=${REPEAT:-1}

@@ -342,8 +342,10 @@ async fn controller(mut peer: Peer, stop: &AtomicBool) -> u64 {
 /// Both inputs send maximum-size frames (69 632 bytes, the same on both sides) as fast as they
 /// can, with a controller answering checkpoint requests. Neither side waits for the other, so
 /// one may run ahead and fill the budget: from there packets are dropped, counted, logged,
-/// and each drop asks for a checkpoint, whose flush makes room again. Every primary frame is
-/// released or dropped, the released ones in order, and memory stays within the budget.
+/// and each drop asks for a checkpoint, whose flush makes room again. Once one side has lost
+/// frames the two streams are out of step and may never match again, so what is asserted is
+/// what must hold whatever the timing: every primary frame is released or dropped, the
+/// released ones in order, and memory stays within the budget.
 #[test]
 fn maximum_size_frames_as_fast_as_possible() {
     run(async {
@@ -414,7 +416,7 @@ fn maximum_size_frames_as_fast_as_possible() {
             "every answer was taken as a checkpoint"
         );
         assert_eq!(broken.map(|f| number(&f)), None, "released out of order");
-        assert!(released(&c, "matched") > 0, "{}", summary(&c));
+        assert!(got > 0, "the flushes released nothing: {}", summary(&c));
         let over = dropped(&c, Side::Primary, "over-budget");
         assert_eq!(c.dropped_total(Side::Primary), over);
         assert_eq!(got + over + c.held[0], u64::from(FRAMES), "{}", summary(&c));
