@@ -6,8 +6,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -15,96 +14,17 @@ use colo_core::frame::encode_parts;
 use colo_core::{Decoded, Decoder};
 use etherparse::PacketBuilder;
 
-const BIN: &str = env!("CARGO_BIN_EXE_colo-compare");
-const PATIENCE: Duration = Duration::from_secs(20);
+mod child;
 
-/// The daemon as a child process, its stderr read line by line on a thread.
-struct Daemon {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
+use child::{BIN, Daemon, PATIENCE};
 
-impl Daemon {
-    fn spawn(args: &[&str]) -> Daemon {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .env_remove("COLO_LOG")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("colo-compare starts");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Daemon {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// The first log line (seen so far or to come) containing `needle`.
-    fn wait_for(&mut self, needle: &str) -> String {
-        if let Some(l) = self.seen.iter().find(|l| l.contains(needle)) {
-            return l.clone();
-        }
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!(
-                    "no log line with {needle:?}; got:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args(["-s", name, &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -s {name} failed");
-    }
-
-    fn wait(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                // Collect the last lines for the assertions that follow.
-                while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(500)) {
-                    self.seen.push(line);
-                }
-                return status;
-            }
-            assert!(Instant::now() < deadline, "the daemon did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// Sends the signal `name` to the daemon.
+fn signal(daemon: &Daemon, name: &str) {
+    let status = Command::new("kill")
+        .args(["-s", name, &daemon.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -s {name} failed");
 }
 
 fn udp_frame(payload: &[u8]) -> Bytes {
@@ -195,7 +115,7 @@ fn sigterm_releases_held_packets_and_exits_0() {
     let mut decoder = Decoder::new(false);
     assert_eq!(receive(&mut output, &mut decoder, 1), [arp_frame()]);
 
-    daemon.signal("TERM");
+    signal(&daemon, "TERM");
     assert_eq!(receive(&mut output, &mut decoder, 5), held);
     let status = daemon.wait();
     assert_eq!(status.code(), Some(0), "{}", daemon.seen.join("\n"));
@@ -247,7 +167,7 @@ fn tcp_port_0_endpoints_are_logged_and_sigint_exits_0() {
     let mut decoder = Decoder::new(false);
     assert_eq!(receive(&mut output, &mut decoder, 1), [frame]);
 
-    daemon.signal("INT");
+    signal(&daemon, "INT");
     assert_eq!(daemon.wait().code(), Some(0));
     let summary = daemon.wait_for("shutdown complete");
     assert!(
@@ -318,9 +238,9 @@ fn sighup_reopens_the_log_file_of_a_two_pipeline_configuration() {
     }
     let rotated = dir.path().join("colo.log.1");
     std::fs::rename(&log, &rotated).expect("rotate");
-    daemon.signal("HUP");
+    signal(&daemon, "HUP");
     wait_for_file(&log, "reopened log file");
-    daemon.signal("TERM");
+    signal(&daemon, "TERM");
     assert_eq!(daemon.wait().code(), Some(0));
     let after = wait_for_file(&log, "shutdown complete (2 pipeline(s))");
     assert!(!after.contains("running 2 pipeline"), "{after}");

@@ -2,99 +2,27 @@
 //! with `promtool`), the control socket driven with `colo-compare ctl`, `reload`, observe mode
 //! from the command line, and `shutdown`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use colo_core::frame::encode_parts;
 use colo_core::{Decoded, Decoder};
 use etherparse::PacketBuilder;
 
-const BIN: &str = env!("CARGO_BIN_EXE_colo-compare");
-const PATIENCE: Duration = Duration::from_secs(20);
+mod child;
 
-/// The daemon as a child process, its stderr read line by line on a thread.
-struct Daemon {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
+use child::{BIN, Daemon, PATIENCE};
 
-impl Daemon {
-    fn spawn(args: &[&str]) -> Daemon {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .env_remove("COLO_LOG")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("colo-compare starts");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let mut d = Daemon {
-            child,
-            lines,
-            seen: Vec::new(),
-        };
-        d.wait_for("running 1 pipeline");
-        d
-    }
-
-    /// The first log line (seen so far or to come) containing `needle`.
-    fn wait_for(&mut self, needle: &str) -> String {
-        if let Some(l) = self.seen.iter().find(|l| l.contains(needle)) {
-            return l.clone();
-        }
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!(
-                    "no log line with {needle:?}; got:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    fn exit_code(&mut self) -> Option<i32> {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status.code();
-            }
-            assert!(Instant::now() < deadline, "the daemon did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// Starts `colo-compare ARGS` and waits until its one pipeline runs.
+fn start(args: &[&str]) -> Daemon {
+    let mut d = Daemon::spawn(args);
+    d.wait_for("running 1 pipeline");
+    d
 }
 
 /// Whether `tool` can run. Outside CI a missing tool skips the check that needs it, saying
@@ -227,7 +155,7 @@ fn promtool_accepts(body: &str) {
 fn metrics_are_scraped_over_tcp_and_pass_promtool() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_config(dir.path(), r#"metrics: Some("127.0.0.1:0"),"#, "");
-    let mut d = Daemon::spawn(&["run", "--config", config.to_str().expect("utf-8")]);
+    let mut d = start(&["run", "--config", config.to_str().expect("utf-8")]);
     let addr = metrics_addr(&mut d);
     let (mut p, mut s, _o) = (
         connect(dir.path(), "p.sock"),
@@ -286,7 +214,7 @@ fn metrics_are_scraped_over_tcp_and_pass_promtool() {
         .args(["-s", "TERM", &d.child.id().to_string()])
         .status()
         .expect("kill runs");
-    assert_eq!(d.exit_code(), Some(0));
+    assert_eq!(d.wait().code(), Some(0));
 }
 
 #[test]
@@ -310,7 +238,7 @@ fn a_metrics_address_off_loopback_is_refused_at_start() {
 fn observe_from_the_command_line_counts_would_be_checkpoints() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_config(dir.path(), r#"metrics: Some("127.0.0.1:0"),"#, "");
-    let mut d = Daemon::spawn(&[
+    let mut d = start(&[
         "run",
         "--observe",
         "--config",
@@ -385,7 +313,7 @@ fn the_control_socket_serves_ctl() {
     let global = format!(r#"control_socket: Some("{}"),"#, socket.display());
     let config = write_config(dir.path(), &global, "");
     let cfg = config.to_str().expect("utf-8");
-    let mut d = Daemon::spawn(&["run", "--config", cfg]);
+    let mut d = start(&["run", "--config", cfg]);
     let mode = std::fs::metadata(&socket)
         .expect("the socket exists")
         .permissions()
@@ -523,7 +451,7 @@ fn the_control_socket_serves_ctl() {
         "{}",
         stdout(&out)
     );
-    assert_eq!(d.exit_code(), Some(0));
+    assert_eq!(d.wait().code(), Some(0));
     assert!(!socket.exists(), "the control socket was left behind");
     let gone = ctl(&["--socket", socket.to_str().expect("utf-8"), "stats"]);
     assert_eq!(gone.status.code(), Some(1));
