@@ -247,6 +247,13 @@ pub fn render(pipelines: &[PipelineSnapshot]) -> String {
         "Idle connections evicted to make room in a full table.",
         |p| p.counters.flows_evicted,
     );
+    e.per_pipeline(
+        ps,
+        "colo_compacted_packets_total",
+        "counter",
+        "Held packets copied out of the read buffer they shared, after 100 ms held.",
+        |p| p.counters.compacted,
+    );
     e.family(
         "colo_comparator_decisions_total",
         "counter",

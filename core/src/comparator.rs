@@ -96,6 +96,10 @@ pub trait FlowState: Send {
     fn take_all(&mut self, side: Side, into: &mut Vec<Packet>);
     /// Arrival time of the oldest packet held for `side`.
     fn oldest(&self, side: Side) -> Option<Timestamp>;
+    /// Calls `visit` on every packet held for `side`, in any order. The tracker uses it to
+    /// copy packets held for long out of the read buffers they share with packets long gone;
+    /// it never changes what a packet contains, so queues and protocol state stay valid.
+    fn for_each_held(&mut self, side: Side, visit: &mut dyn FnMut(&mut Packet));
 }
 
 /// The result of comparing one primary packet with one secondary packet.

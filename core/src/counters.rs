@@ -56,6 +56,9 @@ pub struct Counters {
     pub flows_created: u64,
     /// Idle connections evicted to make room (D-LOSS-4).
     pub flows_evicted: u64,
+    /// Held packets copied out of the read buffer they shared, after
+    /// [`COMPACT_AFTER`](crate::compact::COMPACT_AFTER) held.
+    pub compacted: u64,
     /// Per-comparator decisions, in registry order.
     pub comparators: Vec<ComparatorCounters>,
     /// How long released primary packets were held (uncompared ones count as zero). In observe
@@ -93,6 +96,7 @@ impl Clone for Counters {
             flows,
             flows_created,
             flows_evicted,
+            compacted,
             comparators,
             held_time,
             would_release,
@@ -110,6 +114,7 @@ impl Clone for Counters {
         self.flows = *flows;
         self.flows_created = *flows_created;
         self.flows_evicted = *flows_evicted;
+        self.compacted = *compacted;
         self.comparators.clone_from(comparators);
         self.held_time.clone_from(held_time);
         self.would_release = *would_release;

@@ -123,4 +123,8 @@ impl<M: Matcher> FlowState for FifoFlow<M> {
     fn oldest(&self, side: Side) -> Option<Timestamp> {
         self.queues[side.index()].front().map(|p| p.arrived)
     }
+
+    fn for_each_held(&mut self, side: Side, visit: &mut dyn FnMut(&mut Packet)) {
+        self.queues[side.index()].iter_mut().for_each(visit);
+    }
 }

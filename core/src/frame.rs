@@ -17,7 +17,7 @@ pub const NET_BUFSIZE: u32 = 4096 + 65536;
 /// start of the next frame, or sitting in a buffer grown by doubling, would hold up to twice
 /// the bytes the memory budget counts (D-LOSS-3). Smaller frames share the read chunk: copying
 /// each would cost more than the memory it saves.
-const OWN_ALLOCATION: usize = 16 * 1024;
+pub(crate) const OWN_ALLOCATION: usize = 16 * 1024;
 
 /// One frame as it travels on a filter socket.
 #[derive(Clone, Debug, PartialEq, Eq)]

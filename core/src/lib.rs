@@ -19,6 +19,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod beacon;
+pub mod compact;
 pub mod comparator;
 pub mod config;
 pub mod counters;

@@ -15,6 +15,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use crate::compact::{self, Compactor};
 use crate::comparator::{Difference, FlowState, Outcome};
 use crate::config::{ConfigError, TrackerConfig};
 use crate::counters::{ComparatorCounters, Counters};
@@ -146,6 +147,8 @@ struct Flow {
     held_bytes: u64,
     /// Bumped whenever the flow becomes empty, to recognise stale idle-list entries.
     idle_stamp: u64,
+    /// Packets that arrived before this were compacted when still held.
+    compacted_until: Timestamp,
 }
 
 impl Flow {
@@ -206,6 +209,7 @@ pub struct Tracker {
     scratch: Vec<Packet>,
     /// [`Tracker::handle_frames`]' group of classified frames (kept for its capacity).
     ahead: Vec<(Frame, Classified, Option<u64>)>,
+    compactor: Compactor,
 }
 
 impl Tracker {
@@ -249,6 +253,7 @@ impl Tracker {
             failed_over: false,
             scratch: Vec::new(),
             ahead: Vec::new(),
+            compactor: Compactor::new(now),
         }
     }
 
@@ -356,6 +361,7 @@ impl Tracker {
         let classified = classify(&frame);
         self.frame(side, frame, classified, None, now);
         self.answer_would_be_checkpoint();
+        self.compact_held(now, compact::STEP);
     }
 
     /// Frames that arrived together from `side` at `now`, in order: the same as
@@ -396,6 +402,32 @@ impl Tracker {
             }
         }
         self.ahead = group;
+        self.compact_held(now, compact::STEP);
+    }
+
+    /// Copies packets held for longer than [`compact::COMPACT_AFTER`] out of the read buffers
+    /// they share, looking at up to `step` connections of the pass under way or due. Passes
+    /// advance as frames arrive (only arriving frames bring in new read buffers) and finish
+    /// at the timeout scan.
+    fn compact_held(&mut self, now: Timestamp, step: usize) {
+        let held = self.held_total() > 0;
+        let Some((range, until)) = self.compactor.next(now, self.slots.len(), step, held) else {
+            return;
+        };
+        let slots = self.slots.get_mut(range).unwrap_or_default();
+        for f in slots.iter_mut().flatten() {
+            if f.is_empty() || f.compacted_until >= until {
+                continue;
+            }
+            let from = std::mem::replace(&mut f.compacted_until, until);
+            let state = f.state.as_mut();
+            if Side::BOTH
+                .iter()
+                .any(|&side| state.oldest(side).is_some_and(|t| t < until))
+            {
+                self.sink.counters.compacted += compact::compact(state, from, until);
+            }
+        }
     }
 
     /// Observe mode: flushes after a would-be checkpoint, as an answering controller would,
@@ -489,6 +521,7 @@ impl Tracker {
             held: [0, 0],
             held_bytes: 0,
             idle_stamp: 0,
+            compacted_until: Timestamp::ZERO,
         };
         self.next_created += 1;
         let slot = match self.free.pop() {
@@ -639,6 +672,7 @@ impl Tracker {
     /// checkpoint request per scan, for the first expired packet in connection order.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         self.sink.now = now;
+        self.compact_held(now, usize::MAX);
         let Some(due) = self.poll_timeout() else {
             self.last_scan = now;
             return;
@@ -1237,5 +1271,63 @@ mod test {
         let mut c = t.counters().clone();
         c.would_release[0] += 1;
         assert!(c.check().is_err());
+    }
+
+    /// Frames cut from one read, as the decoder makes them: they share one allocation.
+    fn one_read(frames: &[Frame]) -> Vec<Frame> {
+        let mut wire = Vec::new();
+        for f in frames {
+            crate::frame::encode(f, false, &mut wire);
+        }
+        let mut dec = crate::frame::Decoder::new(false);
+        dec.feed(&wire);
+        std::iter::from_fn(|| match dec.next_frame() {
+            Ok(Some(crate::frame::Decoded::Frame(f))) => Some(f),
+            _ => None,
+        })
+        .collect()
+    }
+
+    #[test]
+    fn packets_held_past_compact_after_stop_sharing_their_read_buffer() {
+        let mut t = tracker(TrackerConfig::default());
+        // One read brings three packets of a flow the secondary does not answer (port 1) and
+        // three that it answers at once (port 2).
+        let read: Vec<Frame> = (0..6u8)
+            .map(|i| udp(1 + u16::from(i % 2), &[i; 40]))
+            .collect();
+        let frames = one_read(&read);
+        assert!(
+            frames
+                .clone()
+                .into_iter()
+                .all(|f| f.data.try_into_mut().is_err()),
+            "the decoder's frames share the read's allocation"
+        );
+        t.handle_frames(Side::Primary, frames, ms(0));
+        let answers: Vec<Frame> = read.iter().skip(1).step_by(2).cloned().collect();
+        t.handle_frames(Side::Secondary, answers, ms(1));
+        assert_eq!(released(&events(&mut t)).len(), 3);
+        // Not yet held for COMPACT_AFTER: nothing is copied.
+        t.handle_frame(Side::Secondary, arp(), ms(99));
+        assert_eq!(t.counters().compacted, 0);
+        t.handle_timeout(ms(150));
+        assert_eq!(t.counters().compacted, 3);
+        // A later pass does not copy them again.
+        t.handle_frame(Side::Secondary, arp(), ms(400));
+        assert_eq!(t.counters().compacted, 3);
+        events(&mut t);
+        t.handle_checkpoint(ms(500));
+        let out = released(&events(&mut t));
+        assert_eq!(out.len(), 3);
+        for ((f, reason), want) in out.into_iter().zip(read.iter().step_by(2)) {
+            assert_eq!(reason, ReleaseReason::CheckpointFlush);
+            assert_eq!(&f, want, "compaction keeps the bytes");
+            let Ok(own) = f.data.try_into_mut() else {
+                panic!("a compacted frame still shares its allocation");
+            };
+            assert_eq!(own.capacity(), own.len());
+        }
+        t.counters().check().expect("identity");
     }
 }

@@ -327,6 +327,12 @@ impl FlowState for TcpFlow {
             .map(|s| s.packet.arrived)
             .min()
     }
+
+    fn for_each_held(&mut self, side: Side, visit: &mut dyn FnMut(&mut Packet)) {
+        for segment in &mut self.queues[side.index()] {
+            visit(&mut segment.packet);
+        }
+    }
 }
 
 #[cfg(test)]
