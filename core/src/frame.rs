@@ -478,6 +478,34 @@ mod test {
         }
     }
 
+    /// Frames of lengths `lens`, fed in chunks cut at `cuts` (repeated), come out whole.
+    fn round_trip(lens: &[usize], cuts: &[usize], vnet: bool) -> Result<(), TestCaseError> {
+        let frames: Vec<Frame> = lens
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| Frame::with_vnet(u32::from(vnet) * 10, vec![i as u8; l]))
+            .collect();
+        let bytes = wire(&frames, vnet);
+        let mut dec = Decoder::new(vnet);
+        let mut got = Vec::new();
+        let mut at = 0;
+        for c in cuts.iter().cycle() {
+            if at >= bytes.len() {
+                break;
+            }
+            let end = (at + c).min(bytes.len());
+            dec.feed(&bytes[at..end]);
+            at = end;
+            got.extend(drain(&mut dec).expect("valid"));
+        }
+        prop_assert_eq!(
+            got,
+            frames.into_iter().map(Decoded::Frame).collect::<Vec<_>>()
+        );
+        prop_assert_eq!(dec.finish(), Ok(()));
+        Ok(())
+    }
+
     proptest! {
         #[test]
         fn arbitrary_chunking_round_trips(
@@ -485,24 +513,7 @@ mod test {
             cuts in proptest::collection::vec(1usize..700, 1..40),
             vnet in any::<bool>(),
         ) {
-            let frames: Vec<Frame> = lens
-                .iter()
-                .enumerate()
-                .map(|(i, &l)| Frame::with_vnet(u32::from(vnet) * 10, vec![i as u8; l]))
-                .collect();
-            let bytes = wire(&frames, vnet);
-            let mut dec = Decoder::new(vnet);
-            let mut got = Vec::new();
-            let mut at = 0;
-            for c in cuts.iter().cycle() {
-                if at >= bytes.len() { break; }
-                let end = (at + c).min(bytes.len());
-                dec.feed(&bytes[at..end]);
-                at = end;
-                got.extend(drain(&mut dec).expect("valid"));
-            }
-            prop_assert_eq!(got, frames.into_iter().map(Decoded::Frame).collect::<Vec<_>>());
-            prop_assert_eq!(dec.finish(), Ok(()));
+            round_trip(&lens, &cuts, vnet)?;
         }
 
         #[test]
@@ -511,24 +522,7 @@ mod test {
             cuts in proptest::collection::vec(1usize..80_000, 1..10),
             vnet in any::<bool>(),
         ) {
-            let frames: Vec<Frame> = lens
-                .iter()
-                .enumerate()
-                .map(|(i, &l)| Frame::with_vnet(u32::from(vnet) * 10, vec![i as u8; l]))
-                .collect();
-            let bytes = wire(&frames, vnet);
-            let mut dec = Decoder::new(vnet);
-            let mut got = Vec::new();
-            let mut at = 0;
-            for c in cuts.iter().cycle() {
-                if at >= bytes.len() { break; }
-                let end = (at + c).min(bytes.len());
-                dec.feed(&bytes[at..end]);
-                at = end;
-                got.extend(drain(&mut dec).expect("valid"));
-            }
-            prop_assert_eq!(got, frames.into_iter().map(Decoded::Frame).collect::<Vec<_>>());
-            prop_assert_eq!(dec.finish(), Ok(()));
+            round_trip(&lens, &cuts, vnet)?;
         }
 
         #[test]
