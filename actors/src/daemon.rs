@@ -36,6 +36,7 @@ use log::info;
 use thiserror::Error;
 
 use crate::beacon::{self, BeaconConfig, BeaconLinks};
+use crate::credit::OutputCredit;
 use crate::egress::Egress;
 use crate::handle::{CommandError, DaemonHandle};
 use crate::link::Link;
@@ -45,7 +46,7 @@ use crate::pipeline::PipelineConfig;
 use crate::reader::{self, Batch};
 use crate::role::Role;
 use crate::runtime::{self, Task};
-use crate::tracker::{Control, TrackerActor};
+use crate::tracker::{Control, Output, TrackerActor};
 
 /// Batches of input frames waiting for the tracker, per pipeline.
 const INPUT_QUEUE: usize = 16;
@@ -432,15 +433,19 @@ fn spawn(o: Opened, live: &LiveMap) -> Running {
         None => (requests_tx, None),
     };
     let tracker = Tracker::new(config.tracker_config(), Arc::new(registry), Timestamp::ZERO);
+    let credit = Arc::new(OutputCredit::new(config.output_buffer));
     let actor = TrackerActor::new(
         format!("[{name}]").into(),
         tracker,
-        output_tx,
+        Output {
+            frames: output_tx,
+            credit: Arc::clone(&credit),
+        },
         requests_tx,
         slot.clone(),
         config.capture.clone(),
     );
-    let egress = Egress::new(outdev, vnet, config.output_buffer, slot);
+    let egress = Egress::new(outdev, vnet, config.output_buffer, credit, slot);
     let egress = runtime::spawn(egress.run(output_rx, closing_rx));
     let tracker = runtime::spawn(actor.run(input_rx, control_rx));
     let readers = vec![

@@ -2,8 +2,9 @@
 //!
 //! Frames go out in release order, many per write. While the output peer is away (or too
 //! slow) released frames wait in a buffer of up to `output_buffer` bytes; past that egress
-//! stops taking batches from the tracker, whose bounded channel then fills, so the tracker
-//! stops taking input and the readers stop reading (D-LOSS-2). Nothing released is ever
+//! stops taking batches from the tracker. The bytes it has not written are the tracker's
+//! [`OutputCredit`]: while they reach `output_buffer` the tracker takes no input and the
+//! readers stop reading (D-LOSS-2). Nothing released is ever
 //! discarded because the output was down: frames leave the buffer only once a write of them
 //! has completed, and a write cut short by a disconnect is repeated to the next peer.
 //!
@@ -24,6 +25,7 @@ use futures::future::{BoxFuture, FutureExt, poll_fn};
 use futures::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use log::{info, warn};
 
+use crate::credit::OutputCredit;
 use crate::link::{Conn, Link};
 use crate::live::{LiveSlot, OutputStatus};
 use crate::runtime;
@@ -66,6 +68,7 @@ pub(crate) struct Egress {
     link: Arc<Link>,
     vnet: bool,
     limit: u64,
+    credit: Arc<OutputCredit>,
     live: LiveSlot,
     /// Released frames not yet written, oldest first; the first `in_flight` are being written.
     queue: VecDeque<Frame>,
@@ -79,14 +82,22 @@ pub(crate) struct Egress {
 }
 
 impl Egress {
-    /// Egress on `link`, buffering up to `limit` bytes while the peer is away.
-    pub(crate) fn new(link: Link, vnet: bool, limit: u64, live: LiveSlot) -> Self {
+    /// Egress on `link`, buffering up to `limit` bytes while the peer is away; what it writes
+    /// is repaid to `credit`.
+    pub(crate) fn new(
+        link: Link,
+        vnet: bool,
+        limit: u64,
+        credit: Arc<OutputCredit>,
+        live: LiveSlot,
+    ) -> Self {
         let link = Arc::new(link);
         Egress {
             state: State::Connecting(connecting(&link)),
             link,
             vnet,
             limit,
+            credit,
             live,
             queue: VecDeque::new(),
             queued_bytes: 0,
@@ -241,9 +252,12 @@ impl Egress {
             self.disconnected(Some(e));
             return;
         }
+        let mut written = 0;
         for frame in self.queue.drain(..self.in_flight) {
             self.queued_bytes -= frame.encoded_len(self.vnet) as u64;
+            written += frame.len() as u64;
         }
+        self.credit.repay(written);
         self.written_frames += self.in_flight as u64;
         self.written_bytes += buf.len() as u64;
         self.in_flight = 0;

@@ -10,6 +10,7 @@
 
 pub mod beacon;
 pub mod capture;
+mod credit;
 pub mod daemon;
 mod decisions;
 mod egress;

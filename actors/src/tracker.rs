@@ -4,9 +4,10 @@
 //! commands, and turns the engine's events into work for the others: released frames go to
 //! egress as one batch per step, checkpoint requests go to the notify actor, and every
 //! decision is reported (logged, and a mismatch captured) by [`crate::decisions`]. While
-//! egress cannot take another batch it stops taking input, which is what makes back-pressure
-//! reach the readers' sockets (D-LOSS-2); commands are still served, so a flush or a
-//! shutdown is never stuck behind a full output.
+//! egress cannot take another batch, or the frames handed to it and not written reach
+//! `output_buffer` bytes ([`OutputCredit`]), it stops taking input, which is what makes
+//! back-pressure reach the readers' sockets (D-LOSS-2); commands are still served, so a flush
+//! or a shutdown is never stuck behind a full output.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,6 +24,7 @@ use futures::{SinkExt, StreamExt};
 use log::{debug, error, info, warn};
 
 use crate::capture::CaptureConfig;
+use crate::credit::OutputCredit;
 use crate::decisions::Decisions;
 use crate::flows::FlowView;
 use crate::live::LiveSlot;
@@ -78,11 +80,19 @@ pub(crate) struct TrackerActor {
     decisions: Decisions,
     tracker: Tracker,
     clock: Clock,
-    egress: mpsc::Sender<Vec<Frame>>,
+    egress: Output,
     notify: Option<mpsc::Sender<()>>,
     /// Released frames not yet handed to egress, in release order.
     pending: Vec<Frame>,
     live: LiveSlot,
+}
+
+/// Where released frames go: egress's channel, and the credit of bytes not written yet.
+pub(crate) struct Output {
+    /// Batches of released frames, in release order.
+    pub(crate) frames: mpsc::Sender<Vec<Frame>>,
+    /// Bytes handed over and not written: input pauses while it is spent.
+    pub(crate) credit: Arc<OutputCredit>,
 }
 
 enum Wake {
@@ -97,7 +107,7 @@ impl TrackerActor {
     pub(crate) fn new(
         label: Arc<str>,
         tracker: Tracker,
-        egress: mpsc::Sender<Vec<Frame>>,
+        egress: Output,
         notify: Option<mpsc::Sender<()>>,
         live: LiveSlot,
         capture: Option<CaptureConfig>,
@@ -142,10 +152,10 @@ impl TrackerActor {
                     }
                 }
                 if !self.pending.is_empty() {
-                    if let Poll::Ready(r) = self.egress.poll_ready(cx) {
+                    if let Poll::Ready(r) = self.egress.frames.poll_ready(cx) {
                         return Poll::Ready(Wake::EgressReady(r.is_ok()));
                     }
-                } else if inputs_open {
+                } else if inputs_open && self.egress.credit.poll_room(cx).is_ready() {
                     if let Poll::Ready(b) = input.poll_next_unpin(cx) {
                         return Poll::Ready(Wake::Input(b));
                     }
@@ -180,7 +190,10 @@ impl TrackerActor {
                     // The next batch is likely as large: growing it frame by frame costs more.
                     let capacity = self.pending.len();
                     let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(capacity));
-                    if self.egress.start_send(batch).is_err() {
+                    let bytes = batch.iter().map(|f| f.len() as u64).sum();
+                    self.egress.credit.spend(bytes);
+                    if self.egress.frames.start_send(batch).is_err() {
+                        self.egress.credit.repay(bytes);
                         error!(
                             "{}: egress is gone; released frames cannot be written",
                             self.label
@@ -327,13 +340,13 @@ impl TrackerActor {
             self.label
         );
         let pending = std::mem::take(&mut self.pending);
-        if !pending.is_empty() && self.egress.send(pending).await.is_err() {
+        if !pending.is_empty() && self.egress.frames.send(pending).await.is_err() {
             error!(
                 "{}: egress is gone; released frames cannot be written",
                 self.label
             );
         }
-        self.egress.close_channel();
+        self.egress.frames.close_channel();
         let _ = reply.send(Drained {
             released,
             counters: self.tracker.counters().clone(),
