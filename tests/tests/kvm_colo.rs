@@ -215,16 +215,17 @@ fn colo_compare_is_the_comparator_of_a_kvm_colo_pair() {
                 ms(out - c.request),
                 ms(received - out)
             );
-            let first = cps
-                .iter()
-                .position(|c| c.request > sent)
-                .expect("a checkpoint after every packet");
-            assert!(
-                k <= first,
-                "packet {id} was held past the flush of checkpoint {first}"
-            );
-            if k == first {
-                after_received.push(out - received);
+            // A packet sent while the last checkpoint was already under way has no checkpoint
+            // started after it: that checkpoint's flush took it (it was readable by then), and
+            // the check above is all there is to make.
+            if let Some(first) = cps.iter().position(|c| c.request > sent) {
+                assert!(
+                    k <= first,
+                    "packet {id} was held past the flush of checkpoint {first}"
+                );
+                if k == first {
+                    after_received.push(out - received);
+                }
             }
         }
 
