@@ -45,8 +45,8 @@ pub struct PipelineConfig {
     /// Connections tracked before idle ones are evicted.
     #[serde(default = "defaults::max_connections")]
     pub max_connections: u32,
-    /// Bytes of released frames buffered while the output peer is away; past it the inputs
-    /// stop being read (back-pressure, nothing dropped).
+    /// Bytes of released frames not written yet (the output peer away or slow); past it the
+    /// inputs stop being read (back-pressure, nothing dropped).
     #[serde(default = "defaults::output_buffer")]
     pub output_buffer: u64,
     /// Extra classes of packets released uncompared.
