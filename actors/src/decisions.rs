@@ -1,5 +1,6 @@
-//! The engine's decisions as the shell reports them: one function per kind of [`Event`], the
-//! only place where that kind is logged, in the style of vector's internal events.
+//! The engine's decisions as the shell reports them: one function per kind of
+//! [`Event`](colo_core::Event), the only place where that kind is logged, in the style of
+//! vector's internal events.
 //!
 //! The numbers are the engine's: `colo_core`'s tracker counts each decision in the same step
 //! that creates its event, and the tracker actor publishes those counters for the metrics and
