@@ -45,17 +45,18 @@ impl Compactor {
 
     /// The connections (slots below `len`) to look at now, at most `step` of them, and the
     /// arrival time before which their held packets are copied; `None` when no pass is under
-    /// way or due. A pass starts when due and `held` says something is held.
+    /// way or due. A pass starts when due and `held` says something is held (asked only then:
+    /// this runs for every batch).
     pub(crate) fn next(
         &mut self,
         now: Timestamp,
         len: usize,
         step: usize,
-        held: bool,
+        held: impl FnOnce() -> bool,
     ) -> Option<(Range<usize>, Timestamp)> {
         if self.pass.is_none() && now >= self.next {
             self.next = now + COMPACT_AFTER;
-            if held {
+            if held() {
                 let micros = u64::try_from(COMPACT_AFTER.as_micros()).unwrap_or(u64::MAX);
                 let until = Timestamp::from_micros(now.as_micros().saturating_sub(micros));
                 self.pass = Some((until, 0));
@@ -94,15 +95,15 @@ mod test {
     #[test]
     fn a_pass_starts_when_due_and_covers_the_table_in_steps() {
         let mut c = Compactor::new(ms(0));
-        assert_eq!(c.next(ms(99), 10, 4, true), None);
-        assert_eq!(c.next(ms(100), 10, 4, true), Some((0..4, ms(0))));
-        assert_eq!(c.next(ms(101), 10, 4, true), Some((4..8, ms(0))));
-        assert_eq!(c.next(ms(102), 10, 4, true), Some((8..10, ms(0))));
-        assert_eq!(c.next(ms(103), 10, 4, true), None);
+        assert_eq!(c.next(ms(99), 10, 4, || true), None);
+        assert_eq!(c.next(ms(100), 10, 4, || true), Some((0..4, ms(0))));
+        assert_eq!(c.next(ms(101), 10, 4, || true), Some((4..8, ms(0))));
+        assert_eq!(c.next(ms(102), 10, 4, || true), Some((8..10, ms(0))));
+        assert_eq!(c.next(ms(103), 10, 4, || true), None);
         // The next pass is due COMPACT_AFTER after the last one started.
-        assert_eq!(c.next(ms(199), 10, 4, true), None);
+        assert_eq!(c.next(ms(199), 10, 4, || true), None);
         assert_eq!(
-            c.next(ms(200), 10, usize::MAX, true),
+            c.next(ms(200), 10, usize::MAX, || true),
             Some((0..10, ms(100)))
         );
     }
@@ -110,10 +111,10 @@ mod test {
     #[test]
     fn no_pass_while_nothing_is_held_and_a_shrunk_table_ends_it() {
         let mut c = Compactor::new(ms(0));
-        assert_eq!(c.next(ms(150), 10, 4, false), None);
-        assert_eq!(c.next(ms(200), 10, 4, true), None);
-        assert_eq!(c.next(ms(250), 10, 4, true), Some((0..4, ms(150))));
-        assert_eq!(c.next(ms(251), 2, 4, true), Some((2..2, ms(150))));
-        assert_eq!(c.next(ms(252), 10, 4, true), None);
+        assert_eq!(c.next(ms(150), 10, 4, || false), None);
+        assert_eq!(c.next(ms(200), 10, 4, || true), None);
+        assert_eq!(c.next(ms(250), 10, 4, || true), Some((0..4, ms(150))));
+        assert_eq!(c.next(ms(251), 2, 4, || true), Some((2..2, ms(150))));
+        assert_eq!(c.next(ms(252), 10, 4, || true), None);
     }
 }

@@ -128,6 +128,11 @@ impl Counters {
         self.released.iter().sum()
     }
 
+    /// Packets held now, both sides.
+    pub fn held_total(&self) -> u64 {
+        self.held[0] + self.held[1]
+    }
+
     /// Packets dropped from `side`, all reasons.
     pub fn dropped_total(&self, side: Side) -> u64 {
         self.dropped[side.index()].iter().sum()

@@ -307,7 +307,7 @@ impl Tracker {
 
     /// When [`Tracker::handle_timeout`] should next be called; `None` while nothing is held.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        if self.held_total() == 0 {
+        if self.sink.counters.held_total() == 0 {
             return None;
         }
         let cycle = self.config.expired_scan_cycle.saturating_mul(1000).max(1);
@@ -321,10 +321,6 @@ impl Tracker {
                 .as_micros()
                 .saturating_add(k.saturating_mul(cycle)),
         ))
-    }
-
-    fn held_total(&self) -> u64 {
-        self.sink.counters.held[0] + self.sink.counters.held[1]
     }
 
     /// Counts a zero-length frame, skipped by the decoder (D-IN-1).
@@ -410,7 +406,8 @@ impl Tracker {
     /// advance as frames arrive (only arriving frames bring in new read buffers) and finish
     /// at the timeout scan.
     fn compact_held(&mut self, now: Timestamp, step: usize) {
-        let held = self.held_total() > 0;
+        let counters = &self.sink.counters;
+        let held = || counters.held_total() > 0;
         let Some((range, until)) = self.compactor.next(now, self.slots.len(), step, held) else {
             return;
         };
@@ -574,7 +571,7 @@ impl Tracker {
     /// connections up to `max_connections` are the fixed cost of the table.
     fn over_budget(&self, len: u64) -> bool {
         let c = &self.sink.counters;
-        let packets = c.held[0] + c.held[1] + 1;
+        let packets = c.held_total() + 1;
         let extra_flows = c
             .flows
             .saturating_sub(u64::from(self.config.max_connections));
