@@ -7,22 +7,60 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
+use async_io::Async;
 use async_std::net::{TcpListener, TcpStream};
 use async_std::os::unix::net::{UnixListener, UnixStream};
 use futures::io::{AsyncRead, AsyncWrite};
 use log::{debug, info, warn};
+use rustix::buffer::spare_capacity;
+use rustix::io::Errno;
 
 use crate::endpoint::Endpoint;
 use crate::runtime;
 
 /// A connected byte stream, TCP or UNIX.
-pub(crate) trait Duplex: AsyncRead + AsyncWrite + Send + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> Duplex for T {}
+pub(crate) trait Duplex: AsyncRead + AsyncWrite + Send + Sync + Unpin {
+    /// Reads into the spare capacity of `buf`, appending, so that what the kernel copies out
+    /// of the socket is where the frames stay: no read buffer to copy them from again.
+    fn poll_read_to(&self, cx: &mut Context<'_>, buf: &mut Vec<u8>) -> Poll<io::Result<usize>>;
+}
+
+impl<T: AsFd + Send + Sync> Duplex for Async<T>
+where
+    Async<T>: AsyncRead + AsyncWrite,
+{
+    fn poll_read_to(&self, cx: &mut Context<'_>, buf: &mut Vec<u8>) -> Poll<io::Result<usize>> {
+        loop {
+            match rustix::io::read(self.get_ref(), spare_capacity(buf)) {
+                Ok(n) => return Poll::Ready(Ok(n)),
+                Err(Errno::INTR) => {}
+                Err(Errno::AGAIN) => ready!(self.poll_readable(cx))?,
+                Err(e) => return Poll::Ready(Err(e.into())),
+            }
+        }
+    }
+}
+
+/// Takes a TCP stream over from async-std's wrapper, which gives no way to read into
+/// uninitialised memory or to wait for readiness without reading.
+fn tcp_conn(s: TcpStream) -> io::Result<Conn> {
+    let _ = s.set_nodelay(true);
+    Ok(Box::new(Async::new(std::net::TcpStream::try_from(s)?)?))
+}
+
+/// Takes a UNIX stream over from async-std's wrapper.
+fn unix_conn(s: UnixStream) -> io::Result<Conn> {
+    Ok(Box::new(Async::new(
+        std::os::unix::net::UnixStream::try_from(s)?,
+    )?))
+}
 
 /// One connection to a peer.
 pub(crate) type Conn = Box<dyn Duplex>;
@@ -97,36 +135,37 @@ impl Link {
     pub(crate) async fn connect(&self) -> (Conn, String) {
         match &self.kind {
             Kind::TcpListen(l) => loop {
-                match l.accept().await {
-                    Ok((s, peer)) => {
-                        let _ = s.set_nodelay(true);
-                        return (Box::new(s), peer.to_string());
-                    }
+                match l
+                    .accept()
+                    .await
+                    .and_then(|(s, peer)| Ok((tcp_conn(s)?, peer)))
+                {
+                    Ok((conn, peer)) => return (conn, peer.to_string()),
                     Err(e) => self.accept_failed(&e).await,
                 }
             },
             Kind::UnixListen { listener, path } => loop {
-                match listener.accept().await {
-                    Ok((s, _)) => return (Box::new(s), path.display().to_string()),
+                match listener.accept().await.and_then(|(s, _)| unix_conn(s)) {
+                    Ok(conn) => return (conn, path.display().to_string()),
                     Err(e) => self.accept_failed(&e).await,
                 }
             },
             Kind::TcpDial(addr) => {
-                let s = self
+                let conn = self
                     .dial(addr, || async move {
-                        let s = TcpStream::connect(addr.as_str()).await?;
-                        let _ = s.set_nodelay(true);
-                        Ok(s)
+                        tcp_conn(TcpStream::connect(addr.as_str()).await?)
                     })
                     .await;
-                (Box::new(s), addr.clone())
+                (conn, addr.clone())
             }
             Kind::UnixDial(path) => {
                 let shown = path.display().to_string();
-                let s = self
-                    .dial(&shown, || UnixStream::connect(path.as_path()))
+                let conn = self
+                    .dial(&shown, || async move {
+                        unix_conn(UnixStream::connect(path.as_path()).await?)
+                    })
                     .await;
-                (Box::new(s), shown)
+                (conn, shown)
             }
         }
     }

@@ -2,22 +2,23 @@
 //!
 //! It owns its socket and serves one peer at a time, with a fresh frame decoder for every
 //! connection so that a peer that vanished mid-frame cannot poison the next one (D-IN-2,
-//! T48). It reads large chunks and hands the frames of each chunk to the tracker as one
-//! batch; the channel is bounded, so a tracker that stops taking input stops the reading.
+//! T48). It reads large chunks straight into the decoder's buffer, where the frames stay
+//! until they are released (no copy out of a read buffer), and hands the frames of each chunk
+//! to the tracker as one batch; the channel is bounded, so a tracker that stops taking input
+//! stops the reading.
 //!
 //! A reader may also take drain barriers (beacon mode): it then reads everything already
 //! readable on its socket, until the read would block, hands those frames on, and then the
 //! barrier itself in the same channel, so whoever receives the barrier has seen every frame
 //! that was in the socket when it was asked for.
 
-use std::pin::{Pin, pin};
+use std::pin::pin;
 use std::task::Poll;
 
 use colo_core::beacon::Flush;
 use colo_core::{Decoded, Decoder, Frame, FrameError, Side};
 use futures::channel::mpsc;
 use futures::future::{Either, poll_fn, select};
-use futures::io::{AsyncRead, AsyncReadExt};
 use futures::{FutureExt, SinkExt, StreamExt};
 use log::{info, warn};
 
@@ -127,7 +128,6 @@ pub(crate) async fn run(
     mut tracker: mpsc::Sender<Batch>,
     mut barriers: Barriers,
 ) {
-    let mut buf = vec![0u8; READ_CHUNK];
     loop {
         let Some((mut conn, peer)) = connect(&link, side, &mut tracker, &mut barriers).await else {
             return;
@@ -140,7 +140,7 @@ pub(crate) async fn run(
             side,
             tracker: &mut tracker,
         };
-        let end = serve(&mut conn, &mut input, &mut buf, &mut barriers).await;
+        let end = serve(&mut conn, &mut input, &mut barriers).await;
         log_end(link.label(), &end, &decoder);
         if matches!(end, ConnEnd::Stopped) {
             return;
@@ -206,9 +206,8 @@ async fn send(
 }
 
 impl Input<'_> {
-    /// Decodes `bytes` and hands the frames on.
-    async fn take(&mut self, bytes: &[u8]) -> Result<(), ConnEnd> {
-        self.decoder.feed(bytes);
+    /// Hands on the frames the decoder has complete.
+    async fn take(&mut self) -> Result<(), ConnEnd> {
         let got = decode_all(self.decoder, self.label);
         if !got.frames.is_empty() || got.empty > 0 {
             send(self.tracker, self.side, got.frames, got.empty, None).await?;
@@ -221,29 +220,27 @@ impl Input<'_> {
 
     /// Takes in what is readable now, without waiting, then passes `barrier` on. Returns how
     /// the connection ended if it did meanwhile.
-    async fn drain(
-        &mut self,
-        conn: &mut Conn,
-        buf: &mut [u8],
-        barrier: Barrier,
-    ) -> Result<(), ConnEnd> {
+    async fn drain(&mut self, conn: &mut Conn, barrier: Barrier) -> Result<(), ConnEnd> {
         let mut end = Ok(());
         loop {
+            let mut chunk = self.decoder.read_buffer(READ_CHUNK);
             // A read that would block is pending: nothing more is readable now.
-            let n = match conn.read(buf).now_or_never() {
+            let read = poll_fn(|cx| conn.poll_read_to(cx, &mut chunk)).now_or_never();
+            self.decoder.fill(chunk);
+            match read {
                 None => break,
                 Some(Ok(0)) => {
                     end = Err(ConnEnd::Closed);
                     break;
                 }
-                Some(Ok(n)) => n,
+                Some(Ok(_)) => {}
                 Some(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Some(Err(e)) => {
                     end = Err(ConnEnd::Failed(e));
                     break;
                 }
-            };
-            match self.take(&buf[..n]).await {
+            }
+            match self.take().await {
                 Ok(()) => {}
                 Err(ConnEnd::Stopped) => return Err(ConnEnd::Stopped),
                 Err(e) => {
@@ -257,24 +254,21 @@ impl Input<'_> {
     }
 }
 
-async fn serve(
-    conn: &mut Conn,
-    input: &mut Input<'_>,
-    buf: &mut [u8],
-    barriers: &mut Barriers,
-) -> ConnEnd {
+async fn serve(conn: &mut Conn, input: &mut Input<'_>, barriers: &mut Barriers) -> ConnEnd {
     loop {
+        let mut chunk = input.decoder.read_buffer(READ_CHUNK);
         let step = poll_fn(|cx| {
             if let Some(rx) = barriers.as_mut() {
                 if let Poll::Ready(b) = rx.poll_next_unpin(cx) {
                     return Poll::Ready(Step::Barrier(b));
                 }
             }
-            Pin::new(&mut *conn).poll_read(cx, buf).map(Step::Read)
+            conn.poll_read_to(cx, &mut chunk).map(Step::Read)
         })
         .await;
-        let n = match step {
-            Step::Barrier(Some(b)) => match input.drain(conn, buf, b).await {
+        input.decoder.fill(chunk);
+        match step {
+            Step::Barrier(Some(b)) => match input.drain(conn, b).await {
                 Ok(()) => continue,
                 Err(end) => return end,
             },
@@ -283,11 +277,11 @@ async fn serve(
                 continue;
             }
             Step::Read(Ok(0)) => return ConnEnd::Closed,
-            Step::Read(Ok(n)) => n,
+            Step::Read(Ok(_)) => {}
             Step::Read(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Step::Read(Err(e)) => return ConnEnd::Failed(e),
-        };
-        if let Err(end) = input.take(&buf[..n]).await {
+        }
+        if let Err(end) = input.take().await {
             return end;
         }
     }

@@ -2,9 +2,10 @@
 //!
 //! filter-mirror, filter-redirector and colo-compare all speak it; nothing in the stream says
 //! whether the VNET_LEN field is present, so both ends are configured alike. The decoder is an
-//! incremental state machine fed arbitrary chunks. Unlike QEMU's, it checks the announced
-//! length before buffering (D-IN-2), reports zero-length frames instead of passing them on
-//! (D-IN-1), and is meant to be created afresh for every connection (D-IN-2, T48).
+//! incremental state machine fed arbitrary chunks, copied in or read straight into its buffer
+//! ([`Decoder::read_buffer`]). Unlike QEMU's, it checks the announced length before buffering
+//! (D-IN-2), reports zero-length frames instead of passing them on (D-IN-1), and is meant to
+//! be created afresh for every connection (D-IN-2, T48).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use thiserror::Error;
@@ -171,22 +172,62 @@ impl Decoder {
     /// Bytes still missing from a large frame that `buf` holds the start of, when nothing
     /// else is buffered and the frame's allocation already has room for all of it.
     fn missing_of_large_frame(&self) -> Option<usize> {
+        let need = self.large_frame_len(&self.buf)?;
+        (self.buf.capacity() >= need).then(|| need - self.buf.len())
+    }
+
+    /// A buffer to read the peer's next bytes into, then hand back with [`Decoder::fill`]: it
+    /// holds the start of an unfinished frame, if any, and has room for at least `want` more
+    /// bytes. For a frame of 16 KiB or more whose length is known, the room is exactly the
+    /// rest of that frame, so that it ends up in an allocation of its own size.
+    ///
+    /// Reading into the spare capacity of this buffer saves copying every byte once more
+    /// from a read buffer into the decoder ([`Decoder::feed`]).
+    pub fn read_buffer(&mut self, want: usize) -> Vec<u8> {
+        if self.ready.is_empty() {
+            // Complete frames stay where they are; only what follows them is handed out. A
+            // framing error is kept for `next_frame` to report.
+            let _ = self.take_complete();
+        }
+        let mut v = Vec::from(std::mem::take(&mut self.buf).freeze());
+        match self.large_frame_len(&v) {
+            Some(need) if v.capacity() != need => {
+                let mut own = Vec::with_capacity(need);
+                own.extend_from_slice(&v);
+                own
+            }
+            Some(_) => v,
+            None => {
+                v.reserve(want);
+                v
+            }
+        }
+    }
+
+    /// Takes back a buffer from [`Decoder::read_buffer`], with the bytes read appended. The
+    /// frames in it come out of [`Decoder::next_frame`] without being copied.
+    pub fn fill(&mut self, mut chunk: Vec<u8>) {
+        // Frames keep the buffer they came in allocated while they are held: a short read
+        // would pin many times the bytes the memory budget counts. Shrinking in place is cheap.
+        if chunk.capacity() - chunk.len() > chunk.len() && self.large_frame_len(&chunk).is_none() {
+            chunk.shrink_to_fit();
+        }
+        self.buf = BytesMut::from(Bytes::from(chunk));
+    }
+
+    /// The length (header included) of the frame that `bytes` begin, when it is known, is
+    /// not finished, and calls for an allocation of its own.
+    fn large_frame_len(&self, bytes: &[u8]) -> Option<usize> {
         if !self.ready.is_empty() || self.failed.is_some() {
             return None;
         }
-        let h = self.buf.get(..4)?;
+        let h = bytes.get(..4)?;
         let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
         if len > self.max_len || len == 0 {
             return None;
         }
         let need = self.header_len() + len as usize;
-        let have = self.buf.len();
-        (need >= OWN_ALLOCATION && have < need && self.buf.capacity() >= need).then(|| need - have)
-    }
-
-    /// The receive buffer, for reading from a socket straight into it.
-    pub fn buffer_mut(&mut self) -> &mut BytesMut {
-        &mut self.buf
+        (need >= OWN_ALLOCATION && bytes.len() < need).then_some(need)
     }
 
     /// Bytes received but not yet returned as frames.
@@ -452,6 +493,11 @@ mod test {
 
     #[test]
     fn a_large_frame_shares_its_allocation_with_no_other_frame() {
+        large_frames_get_their_own_allocation(Input::Feed);
+        large_frames_get_their_own_allocation(Input::Read);
+    }
+
+    fn large_frames_get_their_own_allocation(input: Input) {
         // Read-sized chunks that end mid-frame, as a socket delivers maximum-size frames.
         let frames: Vec<Frame> = (0..4u8)
             .map(|i| Frame::new(vec![i; NET_BUFSIZE as usize]))
@@ -460,17 +506,19 @@ mod test {
         let mut dec = Decoder::new(false);
         let mut got = Vec::new();
         for chunk in bytes.chunks(64 * 1024) {
-            dec.feed(chunk);
+            give(&mut dec, chunk, input);
             got.extend(drain(&mut dec).expect("valid stream"));
         }
         assert_eq!(got.len(), frames.len());
+        // The read path lets go of the last buffer at the next read.
+        drop(dec);
         for (i, d) in got.into_iter().enumerate() {
             let Decoded::Frame(f) = d else {
                 panic!("frame {i} is not a frame");
             };
             assert_eq!(f, frames[i]);
-            // Unique once the decoder moved past it, and no larger than the frame and its
-            // header: what the budget counts is what stays allocated.
+            // Unique once the decoder is gone, and no larger than the frame and its header:
+            // what the budget counts is what stays allocated.
             let Ok(own) = f.data.try_into_mut() else {
                 panic!("frame {i} shares its allocation");
             };
@@ -478,8 +526,108 @@ mod test {
         }
     }
 
-    /// Frames of lengths `lens`, fed in chunks cut at `cuts` (repeated), come out whole.
+    /// How bytes reach the decoder in a test.
+    #[derive(Clone, Copy, Debug)]
+    enum Input {
+        /// [`Decoder::feed`]: copied in.
+        Feed,
+        /// [`Decoder::read_buffer`] and [`Decoder::fill`], as a socket read of at most the
+        /// chunk's length into the buffer's spare room.
+        Read,
+    }
+
+    /// Gives `chunk` to `dec` the way `input` says.
+    fn give(dec: &mut Decoder, chunk: &[u8], input: Input) {
+        match input {
+            Input::Feed => dec.feed(chunk),
+            Input::Read => {
+                let mut rest = chunk;
+                while !rest.is_empty() {
+                    let mut buf = dec.read_buffer(rest.len());
+                    let n = (buf.capacity() - buf.len()).min(rest.len());
+                    assert!(n > 0, "read_buffer left no room");
+                    buf.extend_from_slice(&rest[..n]);
+                    dec.fill(buf);
+                    rest = &rest[n..];
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn read_buffer_hands_frames_out_without_copying_them() {
+        let frames = sample(false);
+        let bytes = wire(&frames, false);
+        let mut dec = Decoder::new(false);
+        let mut buf = dec.read_buffer(64 * 1024);
+        buf.extend_from_slice(&bytes);
+        let start = buf.as_ptr() as usize;
+        dec.fill(buf);
+        let got = drain(&mut dec).expect("valid stream");
+        assert_eq!(got.len(), frames.len());
+        for d in got {
+            let Decoded::Frame(f) = d else {
+                panic!("not a frame");
+            };
+            let at = f.data.as_ptr() as usize;
+            assert!(
+                (start..start + bytes.len()).contains(&at),
+                "frame data was copied out of the read buffer"
+            );
+        }
+    }
+
+    #[test]
+    fn a_short_read_keeps_only_what_it_read_allocated() {
+        let frame = Frame::new(vec![7; 1400]);
+        let mut dec = Decoder::new(false);
+        let mut buf = dec.read_buffer(64 * 1024);
+        encode(&frame, false, &mut buf);
+        dec.fill(buf);
+        let got = drain(&mut dec).expect("valid stream");
+        drop(dec);
+        let Ok([Decoded::Frame(f)]) = <[Decoded; 1]>::try_from(got) else {
+            panic!("expected one frame");
+        };
+        let Ok(own) = f.data.try_into_mut() else {
+            panic!("the frame shares its allocation");
+        };
+        assert_eq!(own.capacity(), 1400);
+    }
+
+    #[test]
+    fn read_buffer_keeps_an_unfinished_frame() {
+        let frames = sample(true);
+        let bytes = wire(&frames, true);
+        let (a, b) = bytes.split_at(7);
+        let mut dec = Decoder::new(true);
+        give(&mut dec, a, Input::Read);
+        assert_eq!(dec.next_frame(), Ok(None));
+        assert_eq!(dec.buffered(), 7);
+        let buf = dec.read_buffer(100);
+        assert_eq!(&buf[..], a);
+        assert!(buf.capacity() >= a.len() + 100);
+        dec.fill(buf);
+        give(&mut dec, b, Input::Read);
+        let got = drain(&mut dec).expect("valid stream");
+        assert_eq!(
+            got,
+            frames.into_iter().map(Decoded::Frame).collect::<Vec<_>>()
+        );
+    }
+
+    /// Frames of lengths `lens`, given in chunks cut at `cuts` (repeated), come out whole.
     fn round_trip(lens: &[usize], cuts: &[usize], vnet: bool) -> Result<(), TestCaseError> {
+        round_trip_by(lens, cuts, vnet, Input::Feed)?;
+        round_trip_by(lens, cuts, vnet, Input::Read)
+    }
+
+    fn round_trip_by(
+        lens: &[usize],
+        cuts: &[usize],
+        vnet: bool,
+        input: Input,
+    ) -> Result<(), TestCaseError> {
         let frames: Vec<Frame> = lens
             .iter()
             .enumerate()
@@ -494,7 +642,7 @@ mod test {
                 break;
             }
             let end = (at + c).min(bytes.len());
-            dec.feed(&bytes[at..end]);
+            give(&mut dec, &bytes[at..end], input);
             at = end;
             got.extend(drain(&mut dec).expect("valid"));
         }
