@@ -189,19 +189,18 @@ impl Decoder {
             // framing error is kept for `next_frame` to report.
             let _ = self.take_complete();
         }
-        let mut v = Vec::from(std::mem::take(&mut self.buf).freeze());
-        match self.large_frame_len(&v) {
-            Some(need) if v.capacity() != need => {
-                let mut own = Vec::with_capacity(need);
-                own.extend_from_slice(&v);
-                own
-            }
-            Some(_) => v,
-            None => {
-                v.reserve(want);
-                v
-            }
-        }
+        let v = Vec::from(std::mem::take(&mut self.buf).freeze());
+        let room = match self.large_frame_len(&v) {
+            Some(need) if v.capacity() == need => return v,
+            Some(need) => need,
+            None if v.capacity() - v.len() >= want => return v,
+            None => v.len() + want,
+        };
+        // A fresh buffer with the unfinished frame copied: growing `v` would copy its whole
+        // old allocation (the allocator does not know how much of it is in use).
+        let mut fresh = Vec::with_capacity(room);
+        fresh.extend_from_slice(&v);
+        fresh
     }
 
     /// Takes back a buffer from [`Decoder::read_buffer`], with the bytes read appended. The
