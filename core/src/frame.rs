@@ -155,25 +155,16 @@ impl Decoder {
         if self.vnet { 8 } else { 4 }
     }
 
-    /// Appends bytes read from the peer.
+    /// Appends bytes read from the peer: copies them into [`Decoder::read_buffer`]s.
     pub fn feed(&mut self, mut chunk: &[u8]) {
-        if let Some(missing) = self.missing_of_large_frame() {
-            // `take_complete` gave the frame an allocation of its size: fill it exactly and
-            // start the bytes after it in a new one.
-            if let Some((tail, rest)) = chunk.split_at_checked(missing) {
-                self.buf.extend_from_slice(tail);
-                self.ready = std::mem::take(&mut self.buf).freeze();
-                chunk = rest;
-            }
+        while !chunk.is_empty() {
+            let mut buf = self.read_buffer(chunk.len());
+            // At least one byte: a buffer has room for `want` bytes or for the rest of a frame.
+            let n = (buf.capacity() - buf.len()).clamp(1, chunk.len());
+            buf.extend_from_slice(&chunk[..n]);
+            self.fill(buf);
+            chunk = &chunk[n..];
         }
-        self.buf.extend_from_slice(chunk);
-    }
-
-    /// Bytes still missing from a large frame that `buf` holds the start of, when nothing
-    /// else is buffered and the frame's allocation already has room for all of it.
-    fn missing_of_large_frame(&self) -> Option<usize> {
-        let need = self.large_frame_len(&self.buf)?;
-        (self.buf.capacity() >= need).then(|| need - self.buf.len())
     }
 
     /// A buffer to read the peer's next bytes into, then hand back with [`Decoder::fill`]: it
@@ -194,7 +185,8 @@ impl Decoder {
             Some(need) if v.capacity() == need => return v,
             Some(need) => need,
             None if v.capacity() - v.len() >= want => return v,
-            None => v.len() + want,
+            // At least doubling, so that many small pieces of one frame cost linear time.
+            None => (v.len() + want).max(2 * v.len()),
         };
         // A fresh buffer with the unfinished frame copied: growing `v` would copy its whole
         // old allocation (the allocator does not know how much of it is in use).
@@ -280,18 +272,9 @@ impl Decoder {
                 return Err(err);
             }
             // `len <= max_len <= u32::MAX` always fits in usize on the platforms QEMU runs on.
+            // Room for an unfinished frame is made by `read_buffer`.
             let need = hlen + len as usize;
-            let have = self.buf.len() - at;
-            if have < need {
-                if at == 0 && self.buf.capacity() < need {
-                    if need >= OWN_ALLOCATION {
-                        let mut own = BytesMut::with_capacity(need);
-                        own.extend_from_slice(&self.buf);
-                        self.buf = own;
-                    } else {
-                        self.buf.reserve(need - have);
-                    }
-                }
+            if self.buf.len() - at < need {
                 break;
             }
             at += need;
