@@ -190,6 +190,10 @@ field() { # "k=v k=v" key
   tr ' ' '\n' <<<"$1" | sed -n "s/^$2=//p"
 }
 
+exact() { # result: every primary frame released exactly once
+  [ "$(field "$1" lost)$(field "$1" duplicated)$(field "$1" unknown)" = 000 ]
+}
+
 declare -A RES P99MED
 ROWS=()
 FAILED=0
@@ -221,7 +225,7 @@ bench() { # name qemu-extra-args -- loadgen-args...
       fi
       runs+=("$r")
       printf ' %s' "$(field "$r" frames_per_s)"
-      if [ "$peer" != qemu ] && [ "$(field "$r" lost)$(field "$r" duplicated)$(field "$r" unknown)" != 000 ]; then
+      if [ "$peer" != qemu ] && ! exact "$r"; then
         echo
         echo "   !! $peer did not release every primary frame exactly once: $r" >&2
         FAILED=1
@@ -279,7 +283,7 @@ if [ "$SHORT" = 0 ]; then
     few=$(measure colo --duration "$MEASURE" --warmup "$WARMUP" "${UDP64[@]}" --flows 64)
     many=$(measure colo --duration "$MEASURE" --warmup "$WARMUP" "${UDP64[@]}" --flows 100000)
     for r in "$few" "$many"; do
-      if [ "$(field "$r" lost)$(field "$r" duplicated)$(field "$r" unknown)" != 000 ]; then
+      if ! exact "$r"; then
         echo "   !! colo did not release every primary frame exactly once: $r" >&2
         FAILED=1
       fi
@@ -332,12 +336,12 @@ printf '%-18s %-5s %10s %8s %9s %9s %9s %6s %8s %8s %s\n' workload peer frames/s
 for row in "${ROWS[@]}"; do
   name=${row%,*}; peer=${row#*,}
   r=${RES[$row]}
-  exact=yes
-  [ "$(field "$r" lost)$(field "$r" duplicated)$(field "$r" unknown)" = 000 ] ||
-    exact="lost $(field "$r" lost) dup $(field "$r" duplicated) unknown $(field "$r" unknown)"
+  once=yes
+  exact "$r" ||
+    once="lost $(field "$r" lost) dup $(field "$r" duplicated) unknown $(field "$r" unknown)"
   awk -v n="$name" -v p="$peer" -v f="$(field "$r" frames_per_s)" -v m="$(field "$r" mbit_per_s)" \
     -v p50="$(field "$r" p50_us)" -v p99="$(field "$r" p99_us)" -v mx="$(field "$r" max_us)" \
-    -v cpu="$(field "$r" cpu_pct)" -v rss="$(field "$r" peak_rss_kib)" -v ex="$exact" \
+    -v cpu="$(field "$r" cpu_pct)" -v rss="$(field "$r" peak_rss_kib)" -v ex="$once" \
     'BEGIN { printf "%-18s %-5s %10d %8.1f %9.1f %9.1f %9.1f %6.1f %8.0f %8.1f %s\n", n, p, f, m, p50, p99, mx, cpu, (f > 0 ? cpu / 100 / f * 1e9 : 0), rss / 1024, ex }'
 done
 
