@@ -17,8 +17,8 @@
 #   QEMU_SCRIPT [../shared/qemu/run-qemu-colo.sh]  how to start QEMU's comparator
 #   QEMU [auto]                        "off" skips QEMU even when installed
 #   MEASURE, WARMUP                    seconds per run (override the mode's defaults)
-#   REPEAT [3; --short: 1]             runs per workload and peer (every run's frames/s and p99
-#                                      held time are printed)
+#   REPEAT [3; --short: 1]             runs per workload and peer, the peers taking turns run by
+#                                      run (every run's frames/s and p99 held time are printed)
 #   PICK [best]                        which run the table shows: best (highest frames/s: the least
 #                                      disturbed on a shared machine) or median. The held-time
 #                                      ratios and verdicts use the median p99 of the runs whatever
@@ -44,7 +44,11 @@
 #                  run (200000 / 90000 without QEMU): held time at the load QEMU can carry
 # Columns: released primary frames/s and Mbit/s (Ethernet bytes), held time (pair sent to primary
 # released) p50/p99/max, the peer's CPU (% of one core, all threads) and CPU time per released
-# frame (ns/frame: what the machine's other load distorts least), peak RSS, and exactness.
+# frame (ns/frame: what the machine's other load distorts least), peak RSS, backlog% and
+# exactness. backlog% is the share of the measured time with more than half the generator's
+# window out: at full load one side is the bottleneck, and near 100 it was the peer (every pair
+# then waits about window / frames per second, Little's law, whatever the peer's latency),
+# near 0 the generator (the held time is then the peer's own latency).
 # Comparators run with compare_timeout 1000 ms and expired_scan_cycle 100 ms (both of them), so
 # that frames stranded by a checkpoint come out quickly; colo-compare logs at "warn" and allows
 # 262144 connections.
@@ -194,7 +198,7 @@ exact() { # result: every primary frame released exactly once
   [ "$(field "$1" lost)$(field "$1" duplicated)$(field "$1" unknown)" = 000 ]
 }
 
-declare -A RES P99MED
+declare -A RES P99MED BACKLOGMED
 ROWS=()
 FAILED=0
 
@@ -202,49 +206,63 @@ bench() { # name qemu-extra-args -- loadgen-args...
   local name=$1 qemu_args=$2; shift 3
   local peers=(colo null)
   [ "$have_qemu" = 1 ] && peers=(qemu colo null)
-  # QEMU is the reference, not what is tested: if it cannot run here, the rest goes on
-  # without it. A failure of colo-compare or of the null peer ends the script.
-  for peer in "${peers[@]}"; do
-    local args=("$@")
-    if [ "$peer" = qemu ] && [ -n "$qemu_args" ]; then
-      # shellcheck disable=SC2206
-      args+=($qemu_args)
-    fi
-    printf '   %-15s %-5s ...' "$name" "$peer"
-    local r runs=()
-    for _ in $(seq "$REPEAT"); do
+  # The peers take turns, run by run, so that a busy spell of the machine falls on all of
+  # them rather than on the runs of one (the ratios compare runs made minutes apart).
+  local -A runs=()
+  local rep peer r
+  printf '   %-15s' "$name"
+  for rep in $(seq "$REPEAT"); do
+    for peer in "${peers[@]}"; do
+      local args=("$@")
       if [ "$peer" = qemu ]; then
+        [ "$have_qemu" = 1 ] || continue
+        # shellcheck disable=SC2206
+        [ -n "$qemu_args" ] && args+=($qemu_args)
+        # QEMU is the reference, not what is tested: if it cannot run here, the rest goes
+        # on without it. A failure of colo-compare or of the null peer ends the script.
         if ! r=$(measure "$peer" --duration "$MEASURE" --warmup "$WARMUP" "${args[@]}"); then
           echo
           echo "   !! QEMU's comparator could not be measured: it is left out from here on" >&2
           have_qemu=0
-          continue 2
+          unset 'runs[qemu]'
+          continue
         fi
       else
         r=$(measure "$peer" --duration "$MEASURE" --warmup "$WARMUP" "${args[@]}")
+        if ! exact "$r"; then
+          echo
+          echo "   !! $peer did not release every primary frame exactly once: $r" >&2
+          FAILED=1
+        fi
       fi
-      runs+=("$r")
-      printf ' %s' "$(field "$r" frames_per_s)"
-      if [ "$peer" != qemu ] && ! exact "$r"; then
-        echo
-        echo "   !! $peer did not release every primary frame exactly once: $r" >&2
-        FAILED=1
-      fi
+      runs[$peer]+="$r"$'\n'
+      printf ' %s' "$peer"
     done
-    local at=${#runs[@]}
-    [ "${PICK:-best}" = median ] && at=$(((${#runs[@]} + 1) / 2))
-    r=$(for x in "${runs[@]}"; do echo "$(field "$x" frames_per_s) $x"; done | sort -n |
+  done
+  echo
+  for peer in "${peers[@]}"; do
+    [ -n "${runs[$peer]:-}" ] || continue
+    local list n at
+    list=$(sed '/^$/d' <<<"${runs[$peer]}")
+    n=$(wc -l <<<"$list")
+    at=$n
+    [ "${PICK:-best}" = median ] && at=$(((n + 1) / 2))
+    r=$(while read -r x; do echo "$(field "$x" frames_per_s) $x"; done <<<"$list" | sort -n |
       sed -n "${at}p" | cut -d' ' -f2-)
     RES[$name,$peer]=$r
     ROWS+=("$name,$peer")
     # The held-time verdicts use the median p99 of the runs: the tail is what a disturbance
     # on this machine moves most, and the run with the most frames/s need not be the one
     # with the least disturbed tail (at an offered rate every run has the same frames/s).
-    local p99s
-    p99s=$(for x in "${runs[@]}"; do field "$x" p99_us; done | sort -g)
-    P99MED[$name,$peer]=$(sed -n "$(((${#runs[@]} + 1) / 2))p" <<<"$p99s")
-    printf ' frames/s -> %s %s; p99 us %s -> median %s\n' "${PICK:-best}" "$(field "$r" frames_per_s)" \
-      "$(tr '\n' ' ' <<<"$p99s" | sed 's/ $//')" "${P99MED[$name,$peer]}"
+    local p99s backlogs
+    p99s=$(while read -r x; do field "$x" p99_us; done <<<"$list" | sort -g)
+    backlogs=$(while read -r x; do field "$x" backlog_pct; done <<<"$list" | sort -g)
+    P99MED[$name,$peer]=$(sed -n "$(((n + 1) / 2))p" <<<"$p99s")
+    BACKLOGMED[$name,$peer]=$(sed -n "$(((n + 1) / 2))p" <<<"$backlogs")
+    printf '     %-5s frames/s %s -> %s %s; p99 us %s -> median %s; window half full %s %% of the time\n' \
+      "$peer" "$(while read -r x; do field "$x" frames_per_s; done <<<"$list" | tr '\n' ' ' | sed 's/ $//')" \
+      "${PICK:-best}" "$(field "$r" frames_per_s)" "$(tr '\n' ' ' <<<"$p99s" | sed 's/ $//')" \
+      "${P99MED[$name,$peer]}" "$(tr '\n' ' ' <<<"$backlogs" | sed 's/ $//')"
   done
 }
 
@@ -332,7 +350,7 @@ rss_row colo "$RSS_FRAMES"
 
 echo
 echo "== results"
-printf '%-18s %-5s %10s %8s %9s %9s %9s %6s %8s %8s %s\n' workload peer frames/s Mbit/s p50_us p99_us max_us cpu% ns/frame rss_MiB exact
+printf '%-18s %-5s %10s %8s %9s %9s %9s %6s %8s %8s %8s %s\n' workload peer frames/s Mbit/s p50_us p99_us max_us cpu% ns/frame rss_MiB backlog% exact
 for row in "${ROWS[@]}"; do
   name=${row%,*}; peer=${row#*,}
   r=${RES[$row]}
@@ -342,7 +360,8 @@ for row in "${ROWS[@]}"; do
   awk -v n="$name" -v p="$peer" -v f="$(field "$r" frames_per_s)" -v m="$(field "$r" mbit_per_s)" \
     -v p50="$(field "$r" p50_us)" -v p99="$(field "$r" p99_us)" -v mx="$(field "$r" max_us)" \
     -v cpu="$(field "$r" cpu_pct)" -v rss="$(field "$r" peak_rss_kib)" -v ex="$once" \
-    'BEGIN { printf "%-18s %-5s %10d %8.1f %9.1f %9.1f %9.1f %6.1f %8.0f %8.1f %s\n", n, p, f, m, p50, p99, mx, cpu, (f > 0 ? cpu / 100 / f * 1e9 : 0), rss / 1024, ex }'
+    -v bl="$(field "$r" backlog_pct)" \
+    'BEGIN { printf "%-18s %-5s %10d %8.1f %9.1f %9.1f %9.1f %6.1f %8.0f %8.1f %8.1f %s\n", n, p, f, m, p50, p99, mx, cpu, (f > 0 ? cpu / 100 / f * 1e9 : 0), rss / 1024, bl, ex }'
 done
 
 echo
@@ -387,6 +406,10 @@ for w in udp64 tcp1400; do
     verdict "$w: p99 held at full load, QEMU / colo-compare" "$(ratio "$(p99 $w qemu)" "$(p99 $w colo)")" ">=" 10
   fi
   verdict "$w: colo-compare / null peer frames/s" "$(ratio "$(fps $w colo)" "$(fps $w null)")" ">=" 0.8
+  # Which side held the full-load runs back (median backlog%): the p99 verdict above reads
+  # differently when colo-compare filled the window than when the generator could not.
+  floor "$w: backlog% at full load, colo-compare" "${BACKLOGMED[$w,colo]:-0}"
+  floor "$w: backlog% at full load, null peer" "${BACKLOGMED[$w,null]:-0}"
 done
 if [ "$have_qemu" = 1 ]; then
   # QEMU's p99 under the load it can carry, against colo-compare's under that same load. At

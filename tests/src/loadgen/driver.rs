@@ -17,6 +17,7 @@ use hdrhistogram::Histogram;
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use thiserror::Error;
 
+use crate::loadgen::backlog::Backlog;
 use crate::loadgen::order::Order;
 use crate::loadgen::procstat::{self, Usage};
 use crate::loadgen::report::{PeerUsage, Report};
@@ -263,6 +264,7 @@ pub fn run(peers: &Peers, workload: WorkloadSpec, spec: &RunSpec) -> Result<Repo
     let window = spec.window.max(1);
     let batch = spec.batch.max(1);
     let mut tally = Tally::new(usize::try_from(window).unwrap_or(usize::MAX));
+    let mut backlog = Backlog::new(window, measure_from_ns, send_until_ns);
     let mut order = Order::default();
     let mut out_decoder = Decoder::new(false);
     let mut notify_decoder = Decoder::new(false);
@@ -280,6 +282,7 @@ pub fn run(peers: &Peers, workload: WorkloadSpec, spec: &RunSpec) -> Result<Repo
     let now_ns = || nanos(clock.elapsed());
     loop {
         let now = now_ns();
+        backlog.observe(now, tally.outstanding());
         if usage_start.is_none() && now >= measure_from_ns {
             usage_start = Some(watch(spec.watch)?);
         }
@@ -336,6 +339,7 @@ pub fn run(peers: &Peers, workload: WorkloadSpec, spec: &RunSpec) -> Result<Repo
         }
 
         let now = now_ns();
+        backlog.observe(now, tally.outstanding());
         let more = can_send(
             units,
             tally.outstanding(),
@@ -486,6 +490,7 @@ pub fn run(peers: &Peers, workload: WorkloadSpec, spec: &RunSpec) -> Result<Repo
         reordered: order.reordered(),
         checkpoint_requests: requests,
         checkpoints,
+        backlog_pct: backlog.percent(),
         peer,
     })
 }

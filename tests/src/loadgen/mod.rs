@@ -6,6 +6,7 @@
 //! the ceiling of the same sockets without any comparison. The binary is
 //! `tests/src/bin/colo-loadgen.rs`; `tests/bench/run.sh` drives it.
 
+pub mod backlog;
 pub mod driver;
 pub mod null_peer;
 pub mod order;

@@ -59,6 +59,9 @@ pub struct Report {
     pub checkpoint_requests: u64,
     /// `COLO_CHECKPOINT` messages sent back.
     pub checkpoints: u64,
+    /// Percentage of the measured time with more than half the window out: near 100 the
+    /// comparator was the bottleneck, near 0 the generator ([`crate::loadgen::backlog`]).
+    pub backlog_pct: f64,
     /// The watched process's usage, when one was watched.
     pub peer: Option<PeerUsage>,
 }
@@ -97,7 +100,8 @@ impl Report {
         let mut s = format!(
             "RESULT frames_per_s={:.0} mbit_per_s={:.1} p50_us={:.1} p99_us={:.1} p999_us={:.1} \
              max_us={:.1} measured_s={:.3} sent={} released={} lost={} duplicated={} unknown={} \
-             reordered={} units={} mismatched={} checkpoint_requests={} checkpoints={}",
+             reordered={} units={} mismatched={} checkpoint_requests={} checkpoints={} \
+             backlog_pct={:.1}",
             self.frames_per_sec(),
             self.mbit_per_sec(),
             self.held_us(0.5),
@@ -115,6 +119,7 @@ impl Report {
             self.mismatched,
             self.checkpoint_requests,
             self.checkpoints,
+            self.backlog_pct,
         );
         if let Some(p) = self.peer {
             let _ = write!(
@@ -152,6 +157,11 @@ impl Report {
             self.duplicated,
             self.unknown,
             self.reordered
+        );
+        let _ = writeln!(
+            s,
+            "more than half the window out {:.1} % of the measured time",
+            self.backlog_pct
         );
         if self.checkpoint_requests > 0 || self.checkpoints > 0 {
             let _ = writeln!(
@@ -201,6 +211,7 @@ mod test {
             reordered: 0,
             checkpoint_requests: 0,
             checkpoints: 0,
+            backlog_pct: 12.5,
             peer: Some(PeerUsage {
                 cpu: 0.5,
                 peak_rss_kib: 2048,
@@ -218,7 +229,10 @@ mod test {
         assert!(r.exact());
         let line = r.result_line();
         assert!(line.starts_with("RESULT frames_per_s=50 "), "{line}");
-        assert!(line.ends_with(" cpu_pct=50.0 peak_rss_kib=2048"), "{line}");
+        assert!(
+            line.ends_with(" backlog_pct=12.5 cpu_pct=50.0 peak_rss_kib=2048"),
+            "{line}"
+        );
     }
 
     #[test]
