@@ -7,13 +7,14 @@
 //! offered rate allows, then reads whatever the output has. Held time runs from the moment a
 //! pair was generated to the moment its primary frame was read back from the output.
 
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Write};
 use std::time::{Duration, Instant};
 
 use colo_actors::notify::{COLO_CHECKPOINT, DO_CHECKPOINT};
 use colo_core::frame::encode_parts;
 use colo_core::{Decoded, Decoder, FrameError};
 use hdrhistogram::Histogram;
+use rustix::buffer::spare_capacity;
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use thiserror::Error;
 
@@ -27,8 +28,9 @@ use crate::loadgen::workload::{Workload, WorkloadError, WorkloadSpec, tag_of};
 
 /// Bytes waiting in a side's send buffer past which no more pairs are generated.
 const HIGH_WATER: usize = 4 << 20;
-/// Bytes asked for per read of the output.
-const READ_CHUNK: usize = 1 << 20;
+/// Bytes asked for per read of the output: below glibc's threshold for mmapping a block, so
+/// that a buffer per read costs no system calls.
+const READ_CHUNK: usize = 64 << 10;
 /// Longest sleep in poll, so that the clock is looked at regularly.
 const TICK: Duration = Duration::from_millis(10);
 /// Largest held time the histogram records (longer ones are recorded as this).
@@ -200,28 +202,37 @@ fn connect(role: &'static str, addr: &Addr, patience: Duration) -> Result<Stream
     })
 }
 
-/// Reads once from `from` into `decoder`; `Ok(false)` when nothing was there.
+/// Reads once from `from` straight into `decoder`'s buffer (the frames are cut from where
+/// the kernel put them, not copied again); `Ok(false)` when nothing was there.
 fn read_into(
     from: &mut Stream,
-    buf: &mut [u8],
     decoder: &mut Decoder,
     role: &'static str,
     quickack: bool,
 ) -> Result<bool, RunError> {
-    let n = loop {
-        match from.read(buf) {
-            Ok(0) => return Err(RunError::Closed { role }),
-            Ok(n) => break n,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(source) => return Err(RunError::Io { role, source }),
+    let mut buf = decoder.read_buffer(READ_CHUNK);
+    let read = loop {
+        match rustix::io::read(&*from, spare_capacity(&mut buf)) {
+            Err(rustix::io::Errno::INTR) => {}
+            r => break r,
         }
     };
+    decoder.fill(buf);
+    match read {
+        Ok(0) => return Err(RunError::Closed { role }),
+        Ok(_) => {}
+        Err(rustix::io::Errno::AGAIN) => return Ok(false),
+        Err(e) => {
+            return Err(RunError::Io {
+                role,
+                source: e.into(),
+            });
+        }
+    }
     if quickack {
         from.quickack()
             .map_err(|source| RunError::Io { role, source })?;
     }
-    decoder.feed(&buf[..n]);
     Ok(true)
 }
 
@@ -268,7 +279,6 @@ pub fn run(peers: &Peers, workload: WorkloadSpec, spec: &RunSpec) -> Result<Repo
     let mut order = Order::default();
     let mut out_decoder = Decoder::new(false);
     let mut notify_decoder = Decoder::new(false);
-    let mut rbuf = vec![0u8; READ_CHUNK];
     let (mut p_out, mut s_out, mut n_out) =
         (Outbox::default(), Outbox::default(), Outbox::default());
     let (mut units, mut mismatched) = (0u64, 0u64);
@@ -389,15 +399,7 @@ pub fn run(peers: &Peers, workload: WorkloadSpec, spec: &RunSpec) -> Result<Repo
             )
         };
 
-        if out_ready
-            && read_into(
-                &mut output,
-                &mut rbuf,
-                &mut out_decoder,
-                "output",
-                spec.quickack,
-            )?
-        {
+        if out_ready && read_into(&mut output, &mut out_decoder, "output", spec.quickack)? {
             let at = now_ns();
             loop {
                 match out_decoder.next_frame() {
@@ -429,7 +431,7 @@ pub fn run(peers: &Peers, workload: WorkloadSpec, spec: &RunSpec) -> Result<Repo
         }
         if notify_ready {
             if let Some(n) = notify.as_mut() {
-                if read_into(n, &mut rbuf, &mut notify_decoder, "notify", spec.quickack)? {
+                if read_into(n, &mut notify_decoder, "notify", spec.quickack)? {
                     let mut asked = 0;
                     loop {
                         match notify_decoder.next_frame() {

@@ -292,22 +292,21 @@ impl Workload {
         secondary: &mut Vec<u8>,
     ) -> (u32, u64) {
         let tag = self.take_tag();
-        let f = &mut self.frame;
-        f.clear();
-        f.extend_from_slice(&self.udp);
+        let at = primary.len() + 4;
+        let f = append_frame(primary, &self.udp);
         set_flow(f, flow);
         f[L4 + 6..L4 + 8].fill(0);
         f[UDP_PAYLOAD..UDP_PAYLOAD + TAG].copy_from_slice(&tag.to_be_bytes());
         set_ip_id(f, tag as u16);
-        encode_parts(f, None, primary);
-        set_ip_id(f, !(tag as u16));
+        let len = f.len() as u64;
+        let g = append_frame(secondary, &primary[at..]);
+        set_ip_id(g, !(tag as u16));
         if mismatched {
-            if let Some(last) = f.last_mut() {
+            if let Some(last) = g.last_mut() {
                 *last ^= 0xff;
             }
         }
-        encode_parts(f, None, secondary);
-        (1, f.len() as u64)
+        (1, len)
     }
 
     fn tcp_unit(
@@ -325,6 +324,29 @@ impl Workload {
         let payload = self.spec.size - TCP_PAYLOAD;
         let slot = flow as usize;
         let seq0 = self.seq.get(slot).copied().unwrap_or(1);
+        if let Some(s) = self.seq.get_mut(slot) {
+            *s = seq0.wrapping_add((segments * payload) as u32);
+        }
+        if self.spec.resegment == Resegment::None {
+            // The secondary's segment is the primary's but for the IP identification (and the
+            // last byte when mismatched): copied from it rather than built again.
+            let tag = self.take_tag();
+            let at = primary.len() + 4;
+            let f = append_frame(primary, &self.tcp);
+            set_flow(f, flow);
+            set_tcp(f, seq0);
+            f[TCP_PAYLOAD..TCP_PAYLOAD + TAG].copy_from_slice(&tag.to_be_bytes());
+            set_ip_id(f, tag as u16);
+            let len = f.len() as u64;
+            let g = append_frame(secondary, &primary[at..]);
+            set_ip_id(g, !(seq0 as u16));
+            if mismatched {
+                if let Some(last) = g.last_mut() {
+                    *last ^= 0xff;
+                }
+            }
+            return (1, len);
+        }
         self.stream.clear();
         let mut bytes = 0;
         for k in 0..segments {
@@ -340,9 +362,6 @@ impl Workload {
             encode_parts(f, None, primary);
             bytes += f.len() as u64;
             self.stream.extend_from_slice(&f[TCP_PAYLOAD..]);
-        }
-        if let Some(s) = self.seq.get_mut(slot) {
-            *s = seq0.wrapping_add((segments * payload) as u32);
         }
         if mismatched {
             if let Some(last) = self.stream.last_mut() {
@@ -367,6 +386,14 @@ impl Workload {
         }
         (segments as u32, bytes)
     }
+}
+
+/// Appends `frame` to `out` in the filter framing; returns the appended frame's bytes (without
+/// the length field), to be filled in where they are rather than built elsewhere and copied.
+fn append_frame<'a>(out: &'a mut Vec<u8>, frame: &[u8]) -> &'a mut [u8] {
+    encode_parts(frame, None, out);
+    let at = out.len() - frame.len();
+    &mut out[at..]
 }
 
 /// Writes flow `flow`'s source address and port, and the IP total length for the frame's size.
