@@ -12,6 +12,7 @@ use crate::config;
 use crate::control::protocol::{
     Done, FlowFilter, Flows, PipelineStats, Reloaded, Request, Response, ShutdownDone, Stats,
 };
+use crate::counts::counts;
 
 /// How long to wait for an answer; a shutdown drain may wait for an absent output peer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -154,15 +155,6 @@ fn print(command: &CtlCommand, result: serde_json::Value) -> Result<(), serde_js
         }
     }
     Ok(())
-}
-
-fn counts(map: &std::collections::BTreeMap<String, u64>) -> String {
-    let total: u64 = map.values().sum();
-    if map.is_empty() {
-        return "0".into();
-    }
-    let parts: Vec<String> = map.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    format!("{total}: {}", parts.join(", "))
 }
 
 fn bytes(n: u64) -> String {

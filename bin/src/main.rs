@@ -9,6 +9,7 @@ mod cli;
 mod comparators;
 mod config;
 mod control;
+mod counts;
 mod ctl;
 mod demo;
 mod http;

@@ -14,6 +14,7 @@ use colo_core::{Frame, Timestamp, TrackerConfig};
 
 use crate::cli::ReplayArgs;
 use crate::config;
+use crate::counts::counts;
 
 /// Frames of one capture, with their capture times.
 type Capture = Vec<(Timestamp, Frame)>;
@@ -153,15 +154,6 @@ fn read(path: &Path) -> Result<Capture, String> {
         );
     }
     Ok(frames)
-}
-
-fn counts(map: &std::collections::BTreeMap<&'static str, u64>) -> String {
-    if map.is_empty() {
-        return "0".into();
-    }
-    let total: u64 = map.values().sum();
-    let parts: Vec<String> = map.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    format!("{total} ({})", parts.join(", "))
 }
 
 /// The human report.

@@ -15,31 +15,17 @@ use colo_core::{Decoded, Decoder};
 use etherparse::PacketBuilder;
 
 mod child;
+#[path = "../../tests/src/tool.rs"]
+mod tool;
 
 use child::{BIN, Daemon, PATIENCE};
+use tool::have;
 
 /// Starts `colo-compare ARGS` and waits until its one pipeline runs.
 fn start(args: &[&str]) -> Daemon {
     let mut d = Daemon::spawn(args);
     d.wait_for("running 1 pipeline");
     d
-}
-
-/// Whether `tool` can run. Outside CI a missing tool skips the check that needs it, saying
-/// so; with CI=true it is a failure.
-fn have(tool: &str) -> bool {
-    let found = Command::new(tool)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{tool} is not installed and CI=true: .ci/run must install it"
-        );
-        println!("SKIPPED: {tool} not installed; the {tool} check of this test did not run");
-    }
-    found
 }
 
 fn udp_frame(src_port: u16, payload: &[u8]) -> Vec<u8> {

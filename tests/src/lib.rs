@@ -12,3 +12,4 @@ pub mod qemu;
 pub mod rig;
 pub mod scenario;
 pub mod steady;
+pub mod tool;

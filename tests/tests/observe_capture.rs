@@ -14,26 +14,10 @@ use colo_protocols as _;
 use colo_tests::frames::{Udp, udp};
 use colo_tests::logcap;
 use colo_tests::rig::{Rig, TCP_LISTEN, UNIX_CONNECT_VNET, WAIT};
+use colo_tests::tool::have;
 
 const GRACE: Duration = Duration::from_secs(1);
 const QUIET: Duration = Duration::from_millis(150);
-
-/// Whether `tool` can run. Outside CI a missing tool skips the part of the test that needs
-/// it, saying so; with CI=true it is a failure.
-fn have(tool: &str) -> bool {
-    let found = Command::new(tool)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{tool} is not installed and CI=true: .ci/run must install it"
-        );
-        println!("SKIPPED: {tool} not installed; the {tool} check of this test did not run");
-    }
-    found
-}
 
 /// Observe mode: the primary is released on arrival, before the secondary has said
 /// anything; a mismatch is a would-be checkpoint, never a DO_CHECKPOINT.
