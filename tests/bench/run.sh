@@ -163,7 +163,9 @@ start_peer() { # peer timeout_ms
       PEER_WAIT=$!
       PEER_PID=""
       for _ in $(seq 50); do
-        PEER_PID=$(pgrep -P "$PEER_WAIT" | head -1 || true)
+        # QEMU itself, not a subshell the start script forks before it execs QEMU (a
+        # subshell's PID vanishes, and the run that watches it fails).
+        PEER_PID=$(pgrep -P "$PEER_WAIT" -f qemu-system | head -1 || true)
         [ -n "$PEER_PID" ] && break
         sleep 0.1
       done
@@ -218,14 +220,20 @@ bench() { # name qemu-extra-args -- loadgen-args...
         [ "$have_qemu" = 1 ] || continue
         # shellcheck disable=SC2206
         [ -n "$qemu_args" ] && args+=($qemu_args)
-        # QEMU is the reference, not what is tested: if it cannot run here, the rest goes
-        # on without it. A failure of colo-compare or of the null peer ends the script.
+        # QEMU is the reference, not what is tested: a run that fails is tried once more
+        # (what QEMU logged is shown), and if it cannot run here the rest goes on without
+        # it. A failure of colo-compare or of the null peer ends the script.
         if ! r=$(measure "$peer" --duration "$MEASURE" --warmup "$WARMUP" "${args[@]}"); then
           echo
-          echo "   !! QEMU's comparator could not be measured: it is left out from here on" >&2
-          have_qemu=0
-          unset 'runs[qemu]'
-          continue
+          echo "   !! QEMU's comparator failed a run; its log ends with:" >&2
+          tail -n 5 "$WORK/qemu.log" | sed 's/^/      /' >&2
+          if ! r=$(measure "$peer" --duration "$MEASURE" --warmup "$WARMUP" "${args[@]}"); then
+            echo "   !! QEMU's comparator failed again: it is left out from here on" >&2
+            have_qemu=0
+            unset 'runs[qemu]'
+            continue
+          fi
+          printf '   %-15s' "$name (again)"
         fi
       else
         r=$(measure "$peer" --duration "$MEASURE" --warmup "$WARMUP" "${args[@]}")
