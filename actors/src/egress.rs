@@ -23,6 +23,7 @@ use futures::StreamExt;
 use futures::channel::{mpsc, oneshot};
 use futures::future::{BoxFuture, FutureExt, poll_fn};
 use futures::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use futures::stream::FuturesUnordered;
 use log::{info, warn};
 
 use crate::credit::OutputCredit;
@@ -45,8 +46,10 @@ enum State {
     Connecting(BoxFuture<'static, (Conn, String)>),
     /// A peer is connected.
     Connected {
-        /// Completes when the peer goes away.
-        watch: BoxFuture<'static, ()>,
+        /// Yields when the peer goes away. A set of one future rather than the future itself:
+        /// the set polls it only once its socket has woken it, where polling it on every
+        /// wake-up of this actor tried a read each time (one `recvfrom` per batch released).
+        watch: FuturesUnordered<BoxFuture<'static, ()>>,
         /// The socket's write half, when no write is in flight.
         writer: Option<WriteHalf<Conn>>,
         /// The write in flight.
@@ -153,7 +156,7 @@ impl Egress {
                                 return Poll::Ready(Wake::Written(done));
                             }
                         }
-                        if watch.poll_unpin(cx).is_ready() {
+                        if let Poll::Ready(Some(())) = watch.poll_next_unpin(cx) {
                             return Poll::Ready(Wake::PeerGone);
                         }
                     }
@@ -213,7 +216,7 @@ impl Egress {
     fn connected(&mut self, conn: Conn, peer: &str) {
         let (reader, writer) = conn.split();
         self.state = State::Connected {
-            watch: watch(reader).boxed(),
+            watch: std::iter::once(watch(reader).boxed()).collect(),
             writer: Some(writer),
             write: None,
         };
