@@ -299,13 +299,7 @@ impl Workload {
         f[UDP_PAYLOAD..UDP_PAYLOAD + TAG].copy_from_slice(&tag.to_be_bytes());
         set_ip_id(f, tag as u16);
         let len = f.len() as u64;
-        let g = append_frame(secondary, &primary[at..]);
-        set_ip_id(g, !(tag as u16));
-        if mismatched {
-            if let Some(last) = g.last_mut() {
-                *last ^= 0xff;
-            }
-        }
+        append_copy(secondary, &primary[at..], !(tag as u16), mismatched);
         (1, len)
     }
 
@@ -338,13 +332,7 @@ impl Workload {
             f[TCP_PAYLOAD..TCP_PAYLOAD + TAG].copy_from_slice(&tag.to_be_bytes());
             set_ip_id(f, tag as u16);
             let len = f.len() as u64;
-            let g = append_frame(secondary, &primary[at..]);
-            set_ip_id(g, !(seq0 as u16));
-            if mismatched {
-                if let Some(last) = g.last_mut() {
-                    *last ^= 0xff;
-                }
-            }
+            append_copy(secondary, &primary[at..], !(seq0 as u16), mismatched);
             return (1, len);
         }
         self.stream.clear();
@@ -394,6 +382,18 @@ fn append_frame<'a>(out: &'a mut Vec<u8>, frame: &[u8]) -> &'a mut [u8] {
     encode_parts(frame, None, out);
     let at = out.len() - frame.len();
     &mut out[at..]
+}
+
+/// Appends the secondary's copy of `frame`: its own IP identification `ip_id`, and its last
+/// byte changed when `mismatched`.
+fn append_copy(out: &mut Vec<u8>, frame: &[u8], ip_id: u16, mismatched: bool) {
+    let g = append_frame(out, frame);
+    set_ip_id(g, ip_id);
+    if mismatched {
+        if let Some(last) = g.last_mut() {
+            *last ^= 0xff;
+        }
+    }
 }
 
 /// Writes flow `flow`'s source address and port, and the IP total length for the frame's size.
