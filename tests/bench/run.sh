@@ -418,6 +418,10 @@ for w in udp64 tcp1400; do
   # differently when colo-compare filled the window than when the generator could not.
   floor "$w: backlog% at full load, colo-compare" "${BACKLOGMED[$w,colo]:-0}"
   floor "$w: backlog% at full load, null peer" "${BACKLOGMED[$w,null]:-0}"
+  if awk -v b="${BACKLOGMED[$w,colo]:-100}" 'BEGIN { exit !(b < 10) }'; then
+    echo "        $w: colo-compare was waiting for the generator: its frames/s here is the generator's"
+    echo "        ceiling in this run, a lower bound of colo-compare's own"
+  fi
 done
 if [ "$have_qemu" = 1 ]; then
   # QEMU's p99 under the load it can carry, against colo-compare's under that same load. At
