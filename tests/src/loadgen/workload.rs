@@ -292,8 +292,8 @@ impl Workload {
         secondary: &mut Vec<u8>,
     ) -> (u32, u64) {
         let tag = self.take_tag();
-        let at = primary.len() + 4;
-        let f = append_frame(primary, &self.udp);
+        let at = append_frame(primary, &self.udp);
+        let f = &mut primary[at..];
         set_flow(f, flow);
         f[L4 + 6..L4 + 8].fill(0);
         f[UDP_PAYLOAD..UDP_PAYLOAD + TAG].copy_from_slice(&tag.to_be_bytes());
@@ -325,8 +325,8 @@ impl Workload {
             // The secondary's segment is the primary's but for the IP identification (and the
             // last byte when mismatched): copied from it rather than built again.
             let tag = self.take_tag();
-            let at = primary.len() + 4;
-            let f = append_frame(primary, &self.tcp);
+            let at = append_frame(primary, &self.tcp);
+            let f = &mut primary[at..];
             set_flow(f, flow);
             set_tcp(f, seq0);
             f[TCP_PAYLOAD..TCP_PAYLOAD + TAG].copy_from_slice(&tag.to_be_bytes());
@@ -376,18 +376,19 @@ impl Workload {
     }
 }
 
-/// Appends `frame` to `out` in the filter framing; returns the appended frame's bytes (without
-/// the length field), to be filled in where they are rather than built elsewhere and copied.
-fn append_frame<'a>(out: &'a mut Vec<u8>, frame: &[u8]) -> &'a mut [u8] {
+/// Appends `frame` to `out` in the filter framing; returns where the appended frame's bytes
+/// (after the length field) start, to be filled in there rather than built elsewhere and
+/// copied.
+fn append_frame(out: &mut Vec<u8>, frame: &[u8]) -> usize {
     encode_parts(frame, None, out);
-    let at = out.len() - frame.len();
-    &mut out[at..]
+    out.len() - frame.len()
 }
 
 /// Appends the secondary's copy of `frame`: its own IP identification `ip_id`, and its last
 /// byte changed when `mismatched`.
 fn append_copy(out: &mut Vec<u8>, frame: &[u8], ip_id: u16, mismatched: bool) {
-    let g = append_frame(out, frame);
+    let at = append_frame(out, frame);
+    let g = &mut out[at..];
     set_ip_id(g, ip_id);
     if mismatched {
         if let Some(last) = g.last_mut() {
