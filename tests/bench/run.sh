@@ -196,6 +196,14 @@ field() { # "k=v k=v" key
   tr ' ' '\n' <<<"$1" | sed -n "s/^$2=//p"
 }
 
+median() { # numbers, one per line on stdin -> the middle one (the lower middle of an even count)
+  sort -g | awk '{ v[NR] = $0 } END { if (NR) print v[int((NR + 1) / 2)] }'
+}
+
+fields() { # results, one per line -> the value of key $2 in each, one per line
+  while read -r x; do field "$x" "$2"; done <<<"$1"
+}
+
 exact() { # result: every primary frame released exactly once
   [ "$(field "$1" lost)$(field "$1" duplicated)$(field "$1" unknown)" = 000 ]
 }
@@ -262,15 +270,12 @@ bench() { # name qemu-extra-args -- loadgen-args...
     # The held-time verdicts use the median p99 of the runs: the tail is what a disturbance
     # on this machine moves most, and the run with the most frames/s need not be the one
     # with the least disturbed tail (at an offered rate every run has the same frames/s).
-    local p99s backlogs
-    p99s=$(while read -r x; do field "$x" p99_us; done <<<"$list" | sort -g)
-    backlogs=$(while read -r x; do field "$x" backlog_pct; done <<<"$list" | sort -g)
-    P99MED[$name,$peer]=$(sed -n "$(((n + 1) / 2))p" <<<"$p99s")
-    BACKLOGMED[$name,$peer]=$(sed -n "$(((n + 1) / 2))p" <<<"$backlogs")
+    P99MED[$name,$peer]=$(fields "$list" p99_us | median)
+    BACKLOGMED[$name,$peer]=$(fields "$list" backlog_pct | median)
     printf '     %-5s frames/s %s -> %s %s; p99 us %s -> median %s; window half full %s %% of the time\n' \
-      "$peer" "$(while read -r x; do field "$x" frames_per_s; done <<<"$list" | tr '\n' ' ' | sed 's/ $//')" \
-      "${PICK:-best}" "$(field "$r" frames_per_s)" "$(tr '\n' ' ' <<<"$p99s" | sed 's/ $//')" \
-      "${P99MED[$name,$peer]}" "$(tr '\n' ' ' <<<"$backlogs" | sed 's/ $//')"
+      "$peer" "$(fields "$list" frames_per_s | xargs)" "${PICK:-best}" "$(field "$r" frames_per_s)" \
+      "$(fields "$list" p99_us | sort -g | xargs)" "${P99MED[$name,$peer]}" \
+      "$(fields "$list" backlog_pct | sort -g | xargs)"
   done
 }
 
@@ -319,7 +324,7 @@ if [ "$SHORT" = 0 ]; then
     printf '     64 flows %s, 100 000 flows %s frames/s: %.2f\n' "$(field "$few" frames_per_s)" \
       "$(field "$many" frames_per_s)" "${FLOWS_PAIRS[-1]}"
   done
-  FLOWS_RATIO=$(printf '%s\n' "${FLOWS_PAIRS[@]}" | sort -g | sed -n "$(((${#FLOWS_PAIRS[@]} + 1) / 2))p")
+  FLOWS_RATIO=$(printf '%s\n' "${FLOWS_PAIRS[@]}" | median)
 fi
 
 echo
