@@ -17,8 +17,10 @@
 #   QEMU_SCRIPT [../shared/qemu/run-qemu-colo.sh]  how to start QEMU's comparator
 #   QEMU [auto]                        "off" skips QEMU even when installed
 #   MEASURE, WARMUP                    seconds per run (override the mode's defaults)
-#   REPEAT [3; --short: 1]             runs per workload and peer, the peers taking turns run by
-#                                      run (every run's frames/s and p99 held time are printed)
+#   REPEAT [3; --short: 1]             runs per workload and peer, in rounds (each round runs
+#                                      every workload once, the peers taking turns), so that a
+#                                      workload's runs are minutes apart; every run's frames/s
+#                                      and p99 held time are printed
 #   PICK [best]                        which run the table shows: best (highest frames/s: the least
 #                                      disturbed on a shared machine) or median. The held-time
 #                                      ratios and verdicts use the median p99 of the runs whatever
@@ -208,58 +210,79 @@ exact() { # result: every primary frame released exactly once
   [ "$(field "$1" lost)$(field "$1" duplicated)$(field "$1" unknown)" = 000 ]
 }
 
-declare -A RES P99MED BACKLOGMED
+declare -A RES P99MED BACKLOGMED RUNS
 ROWS=()
 FAILED=0
 
-bench() { # name qemu-extra-args -- loadgen-args...
+# One run of one workload on every peer, the peers taking turns; the results are added to RUNS.
+bench_once() { # name qemu-extra-args -- loadgen-args...
   local name=$1 qemu_args=$2; shift 3
   local peers=(colo null)
   [ "$have_qemu" = 1 ] && peers=(qemu colo null)
-  # The peers take turns, run by run, so that a busy spell of the machine falls on all of
-  # them rather than on the runs of one (the ratios compare runs made minutes apart).
-  local -A runs=()
-  local rep peer r
-  printf '   %-15s' "$name"
-  for rep in $(seq "$REPEAT"); do
-    for peer in "${peers[@]}"; do
-      local args=("$@")
-      if [ "$peer" = qemu ]; then
-        [ "$have_qemu" = 1 ] || continue
-        # shellcheck disable=SC2206
-        [ -n "$qemu_args" ] && args+=($qemu_args)
-        # QEMU is the reference, not what is tested: a run that fails is tried once more
-        # (what QEMU logged is shown), and if it cannot run here the rest goes on without
-        # it. A failure of colo-compare or of the null peer ends the script.
+  local peer r
+  for peer in "${peers[@]}"; do
+    local args=("$@")
+    if [ "$peer" = qemu ]; then
+      [ "$have_qemu" = 1 ] || continue
+      # shellcheck disable=SC2206
+      [ -n "$qemu_args" ] && args+=($qemu_args)
+      # QEMU is the reference, not what is tested: a run that fails is tried once more
+      # (what QEMU logged is shown), and if it cannot run here the rest goes on without it
+      # (its verdicts are then left out). A failure of colo-compare or of the null peer ends
+      # the script.
+      if ! r=$(measure "$peer" --duration "$MEASURE" --warmup "$WARMUP" "${args[@]}"); then
+        echo
+        echo "   !! QEMU's comparator failed a run; its log ends with:" >&2
+        tail -n 5 "$WORK/qemu.log" | sed 's/^/      /' >&2
         if ! r=$(measure "$peer" --duration "$MEASURE" --warmup "$WARMUP" "${args[@]}"); then
-          echo
-          echo "   !! QEMU's comparator failed a run; its log ends with:" >&2
-          tail -n 5 "$WORK/qemu.log" | sed 's/^/      /' >&2
-          if ! r=$(measure "$peer" --duration "$MEASURE" --warmup "$WARMUP" "${args[@]}"); then
-            echo "   !! QEMU's comparator failed again: it is left out from here on" >&2
-            have_qemu=0
-            unset 'runs[qemu]'
-            continue
-          fi
-          printf '   %-15s' "$name (again)"
+          echo "   !! QEMU's comparator failed again: it is left out from here on" >&2
+          have_qemu=0
+          continue
         fi
-      else
-        r=$(measure "$peer" --duration "$MEASURE" --warmup "$WARMUP" "${args[@]}")
-        if ! exact "$r"; then
-          echo
-          echo "   !! $peer did not release every primary frame exactly once: $r" >&2
-          FAILED=1
-        fi
+        printf '   %-22s' "$name (again)"
       fi
-      runs[$peer]+="$r"$'\n'
-      printf ' %s' "$peer"
+    else
+      r=$(measure "$peer" --duration "$MEASURE" --warmup "$WARMUP" "${args[@]}")
+      if ! exact "$r"; then
+        echo
+        echo "   !! $peer did not release every primary frame exactly once: $r" >&2
+        FAILED=1
+      fi
+    fi
+    RUNS[$name,$peer]+="$r"$'\n'
+    printf ' %s' "$peer"
+  done
+}
+
+# Runs every workload given ("name|qemu-extra-args|loadgen-args", the arguments split at spaces) REPEAT
+# times, in rounds: each round runs each workload once. This machine has slow spells of 10-40
+# s in which its loopback path costs up to twice as much per frame (in the generator and the
+# peer alike); rounds spread a workload's runs over minutes, so that one spell falls on one
+# of them, not on all.
+rounds() { # workload...
+  local rep w name qemu_args args
+  for rep in $(seq "$REPEAT"); do
+    for w in "$@"; do
+      IFS='|' read -r name qemu_args args <<<"$w"
+      printf '   [%s/%s] %-15s' "$rep" "$REPEAT" "$name"
+      # shellcheck disable=SC2086
+      bench_once "$name" "$qemu_args" -- $args
+      echo
     done
   done
-  echo
-  for peer in "${peers[@]}"; do
-    [ -n "${runs[$peer]:-}" ] || continue
+  for w in "$@"; do
+    summarize "${w%%|*}"
+  done
+}
+
+# Picks the table's run of each peer for one workload and prints every run's figures.
+summarize() { # name
+  local name=$1 peer r
+  echo "   $name"
+  for peer in qemu colo null; do
+    [ -n "${RUNS[$name,$peer]:-}" ] || continue
     local list n at
-    list=$(sed '/^$/d' <<<"${runs[$peer]}")
+    list=$(sed '/^$/d' <<<"${RUNS[$name,$peer]}")
     n=$(wc -l <<<"$list")
     at=$n
     [ "${PICK:-best}" = median ] && at=$(((n + 1) / 2))
@@ -279,29 +302,27 @@ bench() { # name qemu-extra-args -- loadgen-args...
   done
 }
 
-UDP64=(--proto udp --size 64 --flows 1024 --window 4096 --batch 64)
-TCP1400=(--proto tcp --size 1400 --flows 64 --window 1024 --batch 16)
+UDP64="--proto udp --size 64 --flows 1024 --window 4096 --batch 64"
+TCP1400="--proto tcp --size 1400 --flows 64 --window 1024 --batch 16"
 
 echo "== workloads (loadgen on CPU $LOADGEN_CPU, comparator on CPU $PEER_CPU, nice $BENCH_NICE; $REPEAT x $MEASURE s measured after $WARMUP s)"
 uptime
-bench udp64 "" -- "${UDP64[@]}"
-bench tcp1400 "" -- "${TCP1400[@]}"
+FULL=("udp64||$UDP64" "tcp1400||$TCP1400")
 if [ "$SHORT" = 0 ]; then
-  bench tcp1400-split "" -- "${TCP1400[@]}" --resegment split
-  bench udp64-f64 "" -- "${UDP64[@]}" --flows 64
-  bench udp64-f100k "--flows 10000" -- "${UDP64[@]}" --flows 100000
+  FULL+=("tcp1400-split||$TCP1400 --resegment split" "udp64-f64||$UDP64 --flows 64"
+    "udp64-f100k|--flows 10000|$UDP64 --flows 100000")
 fi
-bench mismatch-all "" -- "${UDP64[@]}" --mismatch 1.0
-if [ "$SHORT" = 0 ]; then
-  bench mismatch-1pct "" -- "${UDP64[@]}" --mismatch 0.01
-fi
+FULL+=("mismatch-all||$UDP64 --mismatch 1.0")
+[ "$SHORT" = 0 ] && FULL+=("mismatch-1pct||$UDP64 --mismatch 0.01")
+rounds "${FULL[@]}"
 R_UDP=200000; R_TCP=90000
-if [ "$have_qemu" = 1 ]; then
+if [ -n "${RES[udp64,qemu]:-}" ] && [ -n "${RES[tcp1400,qemu]:-}" ]; then
   R_UDP=$(field "${RES[udp64,qemu]}" frames_per_s)
   R_TCP=$(field "${RES[tcp1400,qemu]}" frames_per_s)
 fi
-bench "udp64@$R_UDP" "" -- "${UDP64[@]}" --rate "$R_UDP"
-[ "$SHORT" = 0 ] && bench "tcp1400@$R_TCP" "" -- "${TCP1400[@]}" --rate "$R_TCP"
+AT_RATE=("udp64@$R_UDP||$UDP64 --rate $R_UDP")
+[ "$SHORT" = 0 ] && AT_RATE+=("tcp1400@$R_TCP||$TCP1400 --rate $R_TCP")
+rounds "${AT_RATE[@]}"
 
 # colo-compare over 100 000 flows against 64, the two measured alternately so that a busy
 # spell of the machine does not fall on one side only: each pair of runs gives a ratio, the
@@ -311,8 +332,10 @@ if [ "$SHORT" = 0 ]; then
   echo "   100 000 flows / 64 flows, colo-compare, $REPEAT pairs of runs:"
   FLOWS_PAIRS=()
   for _ in $(seq "$REPEAT"); do
-    few=$(measure colo --duration "$MEASURE" --warmup "$WARMUP" "${UDP64[@]}" --flows 64)
-    many=$(measure colo --duration "$MEASURE" --warmup "$WARMUP" "${UDP64[@]}" --flows 100000)
+    # shellcheck disable=SC2086
+    few=$(measure colo --duration "$MEASURE" --warmup "$WARMUP" $UDP64 --flows 64)
+    # shellcheck disable=SC2086
+    many=$(measure colo --duration "$MEASURE" --warmup "$WARMUP" $UDP64 --flows 100000)
     for r in "$few" "$many"; do
       if ! exact "$r"; then
         echo "   !! colo did not release every primary frame exactly once: $r" >&2
@@ -414,7 +437,7 @@ ratio() { # a b
 fps() { field "${RES[$1,$2]:-}" frames_per_s; }
 p99() { echo "${P99MED[$1,$2]:-0}"; }
 for w in udp64 tcp1400; do
-  if [ "$have_qemu" = 1 ]; then
+  if [ -n "${RES[$w,qemu]:-}" ]; then
     verdict "$w: colo-compare / QEMU frames/s" "$(ratio "$(fps $w colo)" "$(fps $w qemu)")" ">=" 5
     verdict "$w: p99 held at full load, QEMU / colo-compare" "$(ratio "$(p99 $w qemu)" "$(p99 $w colo)")" ">=" 10
   fi
@@ -428,7 +451,7 @@ for w in udp64 tcp1400; do
     echo "        ceiling in this run, a lower bound of colo-compare's own"
   fi
 done
-if [ "$have_qemu" = 1 ]; then
+if [ -n "${RES[udp64,qemu]:-}" ] && [ -n "${RES[tcp1400,qemu]:-}" ]; then
   # QEMU's p99 under the load it can carry, against colo-compare's under that same load. At
   # full load a full window bounds each comparator's p99 near window / its own frames/s, so
   # there the p99 ratio cannot much exceed the frames/s ratio.
