@@ -37,10 +37,10 @@
 #   udp64          64-byte UDP frames, 1024 flows, window 4096 pairs, 64 pairs per write
 #   tcp1400        1400-byte TCP segments, 64 connections, window 1024, 16 per write
 #   tcp1400-split  the same, the secondary cutting every segment in two
-#   tcp1400-b24    tcp1400 with 24 pairs per write and a window of 1536: fewer, larger writes
-#                  raise the generator's ceiling (the null peer's frames/s) by a quarter to a third, so
-#                  colo-compare's figure comes closer to its own capacity (still a lower bound
-#                  while its backlog% stays low)
+#   tcp1400-b24    tcp1400 with 24 pairs per write and a window of 1536: fewer, larger
+#                  writes raise the generator's ceiling (the null peer's frames/s) by a quarter
+#                  to a third, so colo-compare's figure comes closer to its own capacity (still
+#                  a lower bound while its backlog% stays low)
 #   udp64-f64      udp64 over 64 flows
 #   udp64-f100k    udp64 over 100k flows (QEMU: 10k flows, as its table resets past 16384);
 #                  the 100k/64 flows verdict comes from colo-compare runs of both, alternating
@@ -444,10 +444,15 @@ p99() { echo "${P99MED[$1,$2]:-0}"; }
 for w in udp64 tcp1400; do
   if [ -n "${RES[$w,qemu]:-}" ]; then
     verdict "$w: colo-compare / QEMU frames/s" "$(ratio "$(fps $w colo)" "$(fps $w qemu)")" ">=" 5
-    verdict "$w: p99 held at full load, QEMU / colo-compare" "$(ratio "$(p99 $w qemu)" "$(p99 $w colo)")" ">=" 10
+    # Not the held-time target (that one is judged at QEMU's rate, below): at full load a
+    # comparator that holds the window full makes every pair wait about window / its
+    # frames/s (Little's law), so this ratio is about the frames/s ratio once both do, and
+    # whether colo-compare does on tcp1400 depends on a few per cent of speed either way
+    # between it and the generator.
+    floor "$w: p99 held at full load, QEMU / colo-compare" "$(ratio "$(p99 $w qemu)" "$(p99 $w colo)")"
   fi
   verdict "$w: colo-compare / null peer frames/s" "$(ratio "$(fps $w colo)" "$(fps $w null)")" ">=" 0.8
-  # Which side held the full-load runs back (median backlog%): the p99 verdict above reads
+  # Which side held the full-load runs back (median backlog%): the p99 ratio above reads
   # differently when colo-compare filled the window than when the generator could not.
   floor "$w: backlog% at full load, colo-compare" "${BACKLOGMED[$w,colo]:-0}"
   floor "$w: backlog% at full load, null peer" "${BACKLOGMED[$w,null]:-0}"
@@ -466,9 +471,8 @@ if [ "$SHORT" = 0 ]; then
   floor "tcp1400-b24: backlog% at full load, null peer" "${BACKLOGMED[tcp1400-b24,null]:-0}"
 fi
 if [ -n "${RES[udp64,qemu]:-}" ] && [ -n "${RES[tcp1400,qemu]:-}" ]; then
-  # QEMU's p99 under the load it can carry, against colo-compare's under that same load. At
-  # full load a full window bounds each comparator's p99 near window / its own frames/s, so
-  # there the p99 ratio cannot much exceed the frames/s ratio.
+  # The held-time target: QEMU's p99 under the load it can carry (its full load), against
+  # colo-compare's under that same load.
   verdict "udp64 p99 held, QEMU full / colo-compare at QEMU's rate" "$(ratio "$(p99 udp64 qemu)" "$(p99 "udp64@$R_UDP" colo)")" ">=" 10
   [ "$SHORT" = 0 ] &&
     verdict "tcp1400 p99 held, QEMU full / colo-compare at QEMU's rate" "$(ratio "$(p99 tcp1400 qemu)" "$(p99 "tcp1400@$R_TCP" colo)")" ">=" 10
