@@ -258,11 +258,11 @@ bench_once() { # name qemu-extra-args -- loadgen-args...
   done
 }
 
-# Runs every workload given ("name|qemu-extra-args|loadgen-args", the arguments split at spaces) REPEAT
-# times, in rounds: each round runs each workload once. This machine has slow spells of 10-40
-# s in which its loopback path costs up to twice as much per frame (in the generator and the
-# peer alike); rounds spread a workload's runs over minutes, so that one spell falls on one
-# of them, not on all.
+# Runs every workload given ("name|qemu-extra-args|loadgen-args", the arguments split at
+# spaces) REPEAT times, in rounds: each round runs each workload once. This machine has slow
+# spells of 10-40 s in which its loopback path costs up to twice as much per frame (in the
+# generator and the peer alike); rounds spread a workload's runs over minutes, so that one
+# spell falls on one of them, not on all.
 rounds() { # workload...
   local rep w name qemu_args args
   for rep in $(seq "$REPEAT"); do
@@ -314,8 +314,8 @@ uptime
 FULL=("udp64||$UDP64" "tcp1400||$TCP1400")
 if [ "$SHORT" = 0 ]; then
   FULL+=("tcp1400-split||$TCP1400 --resegment split"
-    "tcp1400-b24||--proto tcp --size 1400 --flows 64 --window 1536 --batch 24" "udp64-f64||$UDP64 --flows 64"
-    "udp64-f100k|--flows 10000|$UDP64 --flows 100000")
+    "tcp1400-b24||--proto tcp --size 1400 --flows 64 --window 1536 --batch 24"
+    "udp64-f64||$UDP64 --flows 64" "udp64-f100k|--flows 10000|$UDP64 --flows 100000")
 fi
 FULL+=("mismatch-all||$UDP64 --mismatch 1.0")
 [ "$SHORT" = 0 ] && FULL+=("mismatch-1pct||$UDP64 --mismatch 0.01")
